@@ -193,8 +193,65 @@ def test_a_second_process_does_not_overwrite_a_promotion(
         "decided",
         {"action": "promoted", "guardrails": "passed"},
     )
-    assert _types(daemon).count("promoted") == 1
+    events = _types(daemon)
+    assert events.count("challenger_better") == 1 and events.count("promoted") == 1
     assert [kind for kind, _ in promote_actions(daemon)] == ["action_taken"]
+    champion = daemon.store.champion(MODEL)
+    assert champion is not None and champion.version == 2
+
+
+def test_two_runs_past_the_last_check_record_challenger_better_once(
+    daemon: Daemon,  # noqa: F811
+    trained: list[ExampleModel],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two processes' runs both found the test still to act on just before recording its
+    event (it is settled only after the promotion), and both recorded challenger_better;
+    one promoted. Each now records it only where no run has."""
+    t = traffic(trained, 2000, seed=7)
+    test_id = _decided_unacted(daemon, t, _better(t))
+    barrier = threading.Barrier(2, timeout=5.0)
+
+    def checked_together(test: Any) -> bool:
+        found = needs_action(test)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait()  # both runs past the check before either records
+        return found
+
+    monkeypatch.setattr("tunewatch.comparison._decisions.needs_action", checked_together)
+    loops = [runner(daemon), runner(daemon)]
+    _at_once(*(lambda loop=loop: loop.run(MODEL) for loop in loops))
+    events = _types(daemon)
+    assert events.count("challenger_better") == 1 and events.count("promoted") == 1
+    test = loops[0].comparisons.get_test(test_id)
+    assert test.outcome is not None and test.outcome["action"] == "promoted"
+
+
+def test_a_run_that_died_after_the_event_leaves_the_promotion_to_the_next_unrecorded_again(
+    daemon: Daemon,  # noqa: F811
+    trained: list[ExampleModel],
+) -> None:
+    """A run records challenger_better, then its store fails before the promotion: the
+    test is not settled, and the next run promotes without recording the event again."""
+    t = traffic(trained, 2000, seed=7)
+    test_id = _decided_unacted(daemon, t, _better(t))
+    dead = runner(daemon)
+
+    def dying(*args: Any, **kwargs: Any) -> Any:  # the event is recorded before its action
+        raise StoreUnavailableError("store add_event: database unavailable")
+
+    dispatcher = dead._decisions.dispatcher
+    real = dispatcher._act
+    dispatcher._act = dying  # type: ignore[method-assign]
+    with pytest.raises(StoreUnavailableError):
+        dead.run(MODEL)
+    dispatcher._act = real  # type: ignore[method-assign]
+    assert needs_action(dead.comparisons.get_test(test_id))
+    assert _types(daemon).count("challenger_better") == 1
+    [acted] = [r for r in runner(daemon).run(MODEL) if r.test_id == test_id]
+    assert acted.action == "promoted"
+    events = _types(daemon)
+    assert events.count("challenger_better") == 1 and events.count("promoted") == 1
     champion = daemon.store.champion(MODEL)
     assert champion is not None and champion.version == 2
 

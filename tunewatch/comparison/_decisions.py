@@ -66,9 +66,12 @@ class Decisions:
         ``requested_by``, who asked for the run, if anyone did (:func:`requested`).
         Outcomes are settled in the store by a compare-and-set: a run that finds the test
         settled by another — a second process comparing the same model — records nothing
-        and returns ``"none"``. A promotion, a refusal or a closing is settled before what
-        it records; a notice (notify, retune) after it is handed over, so that a failure
-        between the two sends it again rather than never (see :meth:`_notify`)."""
+        and returns ``"none"``. A refusal or a closing is settled before what it records;
+        a promotion's outcome is known only once it is tried (the champion's
+        compare-and-set decides which of two runs promotes), and its ``challenger_better``
+        event, recorded before, is recorded once (:meth:`_record_better`); a notice
+        (notify, retune) is settled after it is handed over, so that a failure between
+        the two sends it again rather than never (see :meth:`_notify`)."""
         look = self.comparisons.latest_look(test.id)
         evidence: dict[str, Any] = {
             "test_id": test.id,
@@ -160,12 +163,10 @@ class Decisions:
         # a compare-and-set on the champion and on the winner's stage, so of two runs here
         # one promotes, and a winner an operator retired since the check above is neither
         # promoted nor put to an approver. Read the test again first: another process may
-        # have acted on it during this run.
+        # have acted on it during this run; its event is recorded once (_record_better).
         if not needs_action(self.comparisons.get_test(test.id)):
             return self._lost(model, test)
-        self.dispatcher.handle(
-            model, "challenger_better", evidence, dedupe_key=f"comparison:{test.id}", actor=ACTOR
-        )
+        self._record_better(model, test, evidence)
         reason = (
             f"comparison {test.id}: v{test.challenger_version} beat v{test.champion_version} "
             f"({test.kind}, n={test.n}, p={evidence.get('adjusted_p_value')})"
@@ -283,7 +284,36 @@ class Decisions:
         and the event is recorded again: at least once, not at most."""
         if self._trigger(model, test.decision) != "retune":
             return None
-        fired = self.store.list_events(model=model, type=test.decision, limit=_HANDED_OVER_SCAN)
+        return self._recorded(model, test, test.decision)
+
+    def _record_better(self, model: str, test: ComparisonTestRow, evidence: dict[str, Any]) -> None:
+        """Record the ``challenger_better`` event of ``test``, about to be promoted, unless
+        a run recorded it already: two processes acting on one decided test at once
+        recorded it twice (the test is settled only after the promotion, which only one
+        of them makes), and a run whose process died after the event and before the
+        promotion leaves it for the next run, which promotes without recording it again.
+
+        The newest event of the type is read, then the test's own sought among the newest
+        (:meth:`_recorded`), then the event appended only if that newest is still the
+        newest (:meth:`Dispatcher.handle_after`): one recorded by another run in between
+        is found by the next turn. One older than the type's newest
+        :data:`_HANDED_OVER_SCAN` is not found, and the event is recorded again."""
+        while True:
+            newest = self.store.list_events(model=model, type="challenger_better", limit=1)
+            if self._recorded(model, test, "challenger_better") is not None:
+                return
+            last = newest[0] if newest else None
+            recorded = self.dispatcher.handle_after(
+                model, "challenger_better", evidence, last=last, actor=ACTOR
+            )
+            if recorded is not None:
+                return
+
+    def _recorded(self, model: str, test: ComparisonTestRow, event: str) -> Event | None:
+        """The ``event`` an earlier run recorded for ``test``, matched by the test its
+        payload names (several tests may be decided at once) among its type's newest
+        :data:`_HANDED_OVER_SCAN`."""
+        fired = self.store.list_events(model=model, type=event, limit=_HANDED_OVER_SCAN)
         return next((e for e in fired if e.payload.get("test_id") == test.id), None)
 
     def _trigger(self, model: str, event: str) -> str:

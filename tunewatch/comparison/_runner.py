@@ -29,8 +29,10 @@ Each run of :meth:`ComparisonRunner.run` for one model
    the always-valid p-values, or Bonferroni). The split's challenger, while it splits,
    never shadows: it has no paired test and no share of the family (the split test
    compares it);
-4. acts on decided tests once (each test's outcome is settled in the store before any
-   event, so of two runs acting at once only one records anything): ``challenger_better``
+4. acts on decided tests once (each test's outcome is settled in the store by a
+   compare-and-set, a refusal or closing before its events, a promotion's
+   ``challenger_better`` event recorded once before it is tried, so of two runs acting at
+   once only one records anything, notices excepted: ``Decisions._notify``): ``challenger_better``
    closes the test when its challenger left shadow, checks the guardrails, goes through
    the dispatcher and — when the trigger says promote and the guardrails pass —
    promotes through the governance gate (which may open an approval instead);
@@ -189,7 +191,8 @@ class ComparisonRunner:
         /compare`` at once both acted on one decided test (two challenger_better events,
         and the promoting test closed as "the champion changed"). Another process comparing
         the same model meanwhile (the CLI on another host) is met by the store: each test
-        is settled once, and only the run that settled it records anything."""
+        is settled once, and only the run that settled it (or, for a promotion's event,
+        the first to record it) records anything."""
         self.store.get_model(model)  # an unknown name gets no lock
         with self._running_guard:
             running = self._running.setdefault(model, threading.Lock())

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from tunewatch._errors import ConflictError
 from tunewatch.comparison._results import ACTOR, ComparisonResult, make_result
 from tunewatch.comparison._watched import pending_watch
-from tunewatch.store import Store
+from tunewatch.store import MAX_ID, Store
 from tunewatch.store._comparisons import ComparisonStore, ComparisonTestRow
 
 logger = logging.getLogger(__name__)
@@ -33,12 +33,24 @@ def release_kept(
     """Retire the version this watch kept in shadow, before the watch is closed (so
     a crash in between leaves an open watch whose version left shadow, which closes).
     It returns to the stage it had before the watch, so an operator's pending request
-    to promote it (made during the watch) stands: the move keeps its approvals."""
+    to promote it (made during the watch) stands: the move keeps its approvals. One an
+    operator moved since the promotion (:func:`moved_by_operator`: to shadow, during the
+    watch) stays where the operator put it."""
     if not test.state.get("kept_in_shadow"):
         return
     model, previous = test.model, test.champion_version
     if store.get_version(model, previous).stage != "shadow":
         return  # restored as champion, or moved by an operator
+    if moved_by_operator(store, model, test.challenger_version, previous):
+        logger.info(
+            "model=%s version=%d stays in shadow after rollback watch %d: an operator "
+            "moved it there after v%d's promotion",
+            model,
+            previous,
+            test.id,
+            test.challenger_version,
+        )
+        return
     try:
         store.set_stage(
             model,
@@ -52,6 +64,29 @@ def release_kept(
         logger.info("model=%s version=%d stays: %s", model, previous, exc.message)
         return
     lineup_changed(model)
+
+
+def moved_by_operator(store: Store, model: str, version: int, previous: int) -> bool:
+    """Whether anyone but the comparison loop (:data:`ACTOR`) moved ``previous`` with
+    ``set_stage`` after the newest promotion of ``version`` that replaced it: an operator
+    keeping in shadow a version the promotion kept there, whom the rollback watch leaves
+    it to. Read from the audit log (its events do not name who moved it), oldest first; a
+    promotion of the pair again starts over, as
+    :func:`~tunewatch.store._champion_rollback.find_pull` reads it. The loop's own moves
+    (lending it to shadow for the watch, returning it to retired) count for nothing."""
+    promoted, moved = f"{model}/v{version}", f"{model}/v{previous}"
+    entries = [
+        *store.audit_log(MAX_ID, target=promoted, action="promote"),
+        *store.audit_log(MAX_ID, target=moved, action="set_stage"),
+    ]
+    entries.sort(key=lambda e: e.id)
+    replaced = by_operator = False
+    for entry in entries:
+        if entry.target == promoted:
+            replaced, by_operator = entry.details.get("previous") == previous, False
+        elif replaced and entry.actor != ACTOR:
+            by_operator = True
+    return by_operator
 
 
 def close(

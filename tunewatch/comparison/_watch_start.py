@@ -26,7 +26,7 @@ from tunewatch.comparison._measured_objective import (
 from tunewatch.comparison._results import ACTOR, ComparisonResult, stateless
 from tunewatch.comparison._watch_failures import RUNS_AT_START, runs_at_promotion
 from tunewatch.comparison._watch_look import add_requests
-from tunewatch.comparison._watch_release import close
+from tunewatch.comparison._watch_release import close, moved_by_operator
 from tunewatch.store import MAX_ID, Event, Store
 from tunewatch.store._comparisons import ComparisonStore, ComparisonTestRow
 from tunewatch.store._governance import Pull, find_pull
@@ -95,10 +95,7 @@ def _start_paired(
     by_promotion = (
         bool(promotion.payload.get(KEPT))
         and stage == "shadow"
-        and not any(
-            e.id > promotion.id and e.payload.get("version") == previous
-            for e in store.list_events(model=model, type="stage_changed", limit=MAX_ID)
-        )
+        and not moved_by_operator(store, model, version, previous)
     )
     sequential = PairedSequentialTest(
         alpha=rules.alpha,
@@ -201,7 +198,8 @@ def return_unwatched(
     """Return to retired the versions recent promotions kept in shadow (``kept_in_shadow``)
     that no paired watch keeps: none started (another promotion came first, the watch was
     switched off or made unpaired meanwhile). ``watched``: the promotion a paired watch
-    is to follow, whose version is left in shadow. Its approvals stand: it was not pulled."""
+    is to follow, whose version is left in shadow. Its approvals stand: it was not pulled.
+    One an operator moved since (:func:`~._watch_release.moved_by_operator`) stays."""
     watches = {t.promotion_id for t in comparisons.list_tests(model, kind="rollback_watch")}
     for event in store.list_events(model=model, type="promoted", limit=RECENT_PROMOTIONS):
         previous = event.payload.get("previous")
@@ -211,8 +209,10 @@ def return_unwatched(
             event.id == watched.id or int(previous) == watched.payload.get("previous")
         ):
             continue
-        if store.get_version(model, int(previous)).stage != "shadow":
-            continue
+        if store.get_version(model, int(previous)).stage != "shadow" or moved_by_operator(
+            store, model, int(event.payload["version"]), int(previous)
+        ):
+            continue  # an operator's shadow is left as it is
         try:
             store.set_stage(
                 model,
