@@ -8,7 +8,12 @@ too few to fit a size curve): a family with no served configuration used to be
 predicted to cost nothing, and the plan claimed every configuration was screened. It
 says too which ratio guardrail set no ceiling and why: with no absolute cap beside it, a
 champion whose p99 went unmeasured in the last day (a model of little traffic) dropped
-the latency ceiling without a word."""
+the latency ceiling without a word.
+
+The latency ceiling is the one the guardrail applies: the champion's p99 x
+``max_latency_p99_ratio``, but never under its p99 + ``min_latency_difference_s``, within
+which the guardrail does not apply the ratio (a 50 us champion's ceiling was 60 us, the
+guardrail's 70 us), and the plan says how it was reckoned."""
 
 from __future__ import annotations
 
@@ -42,7 +47,8 @@ def serving_cost(
     :func:`retune.warmstart.family_cost_predictor`) and the ceilings, or ``(None, None)``
     when nothing was served long enough or no guardrail sets a limit, with notes: each
     ratio guardrail that set no ceiling and why (no champion, or its p99 or memory
-    unmeasured), then the families the predictor does not screen. Configurations
+    unmeasured), how the ratio latency ceiling was reckoned, then the families the
+    predictor does not, or only partly, screen. Configurations
     predicted over the ceilings are not trained: they could not be promoted."""
     guard = cfg.comparison.guardrails
     versions = store.list_versions(model)  # every one: each one's memory is a sample
@@ -77,6 +83,7 @@ def serving_cost(
         )
     latency_ratio = memory_ratio = "the model has no champion to compare with"
     latency, memory = [guard.max_latency_p99_s], [guard.max_memory_bytes]
+    applied: list[str] = []  # how a ratio ceiling set was reckoned
     if champion is not None:
         served = latencies.get(champion.version)
         latency_ratio = (
@@ -86,8 +93,18 @@ def serving_cost(
         )
         memory_ratio = "the champion's session memory is unmeasured"
         if champion.version in p99 and guard.max_latency_p99_ratio:
-            latency.append(p99[champion.version] * guard.max_latency_p99_ratio)
+            # the guardrail applies the ratio only past min_latency_difference_s of the
+            # champion's p99: a ceiling of the ratio alone rejected what promotion accepts
+            ratio, margin = guard.max_latency_p99_ratio, guard.min_latency_difference_s
+            ratio_ceiling = max(p99[champion.version] * ratio, p99[champion.version] + margin)
+            latency.append(ratio_ceiling)
             latency_ratio = ""
+            applied.append(
+                f"p99 latency ratio ceiling {_seconds(ratio_ceiling)}: the champion's p99 "
+                f"{_seconds(p99[champion.version])} x max_latency_p99_ratio {ratio:g} or + "
+                f"min_latency_difference_s {_seconds(margin)}, whichever is higher (the "
+                "guardrail does not apply the ratio within that difference)"
+            )
         if champion.load_memory_bytes and guard.max_memory_ratio:
             memory.append(int(champion.load_memory_bytes * guard.max_memory_ratio))
             memory_ratio = ""
@@ -122,7 +139,7 @@ def serving_cost(
         return None, None, unapplied
     predictor = family_cost_predictor(samples, space)
     ceiling = CostCeiling(max_latency_p99_s=max_latency, max_memory_bytes=max_memory)
-    return predictor, ceiling, (*unapplied, *predictor.notes())
+    return predictor, ceiling, (*unapplied, *applied, *predictor.notes())
 
 
 def _seconds(value: float) -> str:

@@ -18,6 +18,17 @@ was predicted to cost nothing and accepted. Now:
   trees x 2**depth for memory) as a fixed part plus a power of the proxy, exponent in
   [0, 1], then held within the two bounds above. Past the largest measured proxy the
   part above the fixed one grows at least in proportion to the proxy (see :func:`_fit`);
+* with fewer, or all of one size, no fixed part can be read off them: past the largest
+  measured proxy the cost above a fixed part grows in proportion to the proxy from the
+  largest measured one, the fixed part being the cheapest measured configuration of a
+  family of one size (logistic, ridge: little more than the fixed part). One served
+  forest of 20 trees x depth 4 (37 us, 8.6 MB) had 200 x 8 predicted at 37 us and 8.6 MB,
+  under a ceiling of 1.5 x its own cost, and three of six trials trained at 16-19.5 MB,
+  the best of them refused at promotion by ``max_memory_ratio``. With no such family
+  measured it still is (predicted at least at the served cost, no more): reading the
+  fixed part as 0 made a forest of twice the served size cost twice as much, 17 against
+  a real 8.8 MB, and rejected 28 of 34 proposals, no bigger forest was ever served, and
+  the family could never grow;
 * anything else gets no prediction: ``nan``, which no ceiling rejects (the study's
   ``CostPredictor`` answers two floats; ``nan`` is the one that says "unknown"), and
   :meth:`FamilyCostPredictor.notes` says which families are not, or only partly,
@@ -90,6 +101,18 @@ class FamilyCostPredictor:
                 continue
             costs = (_measured(s.latency_p99_s), _measured(s.memory_bytes))
             self._by_family.setdefault(resolved["estimator"], []).append(_Measured(resolved, costs))
+        # every figure holds a part no size changes (onnxruntime's start-up, a per-call
+        # overhead); a family of one size (logistic, ridge) measures little more than it
+        sizeless = [
+            m.costs
+            for family, measured in self._by_family.items()
+            if family not in SIZE_PARAMETERS
+            for m in measured
+        ]
+        self._fixed: tuple[float | None, float | None] = (
+            min((c[0] for c in sizeless if not math.isnan(c[0])), default=None),
+            min((c[1] for c in sizeless if not math.isnan(c[1])), default=None),
+        )
 
     def __call__(self, params: Mapping[str, Any]) -> tuple[float, float]:
         wanted = _pipeline_of(params)
@@ -108,12 +131,28 @@ class FamilyCostPredictor:
             if f not in self._by_family
         ]
         for family, measured in self._by_family.items():
-            if len(measured) < MIN_SAMPLES_TO_FIT and SIZE_PARAMETERS.get(family):
-                n = len(measured)
+            size = SIZE_PARAMETERS.get(family, ())
+            sizes = {tuple(m.pipeline[name] for name, _ in size) for m in measured}
+            n = len(measured)
+            if size and (n < MIN_SAMPLES_TO_FIT or len(sizes) < 2):
+                served = f"{n} served configuration{'s' if n > 1 else ''}"
+                if n > 1 and len(sizes) == 1:
+                    served += " of one size"
+                past = (
+                    "one past the largest served size (trees x depth for latency, trees x "
+                    "2**depth / leaf size for memory) in proportion to that size above the "
+                    "fixed part a served logistic or ridge measured"
+                    if None not in self._fixed
+                    else "none past it is predicted above the served cost, for want of the "
+                    "fixed part every figure holds (a served logistic or ridge measures it): "
+                    "under a ratio ceiling of the served cost such a one is not rejected, "
+                    "and the guardrails judge it"
+                )
                 out.append(
-                    f"family {family}: {n} served configuration{'s' if n > 1 else ''}, too "
-                    f"few (< {MIN_SAMPLES_TO_FIT}) to fit how its cost grows with its size: "
-                    "only configurations at least as big as a served one are screened"
+                    f"family {family}: {served}, too few (< {MIN_SAMPLES_TO_FIT}, of two "
+                    "sizes or more) to fit how its cost grows with its size: one at least as "
+                    f"big as a served one is predicted to cost at least as much, {past}; any "
+                    "other is not screened"
                 )
         return tuple(out)
 
@@ -126,7 +165,7 @@ class FamilyCostPredictor:
         at_most = min(
             (m.costs[i] for m in known if _covers(family, m.pipeline, wanted)), default=math.inf
         )
-        fitted = _fit(family, known, wanted, i)
+        fitted = _fit(family, known, wanted, i, self._fixed[i])
         value = max(fitted, at_least) if not math.isnan(fitted) else at_least
         value = min(value, at_most)  # a passing one no smaller vouches for it
         return value if math.isfinite(value) else math.nan
@@ -172,9 +211,19 @@ def _proxy(family: str, p: Mapping[str, Any], i: int) -> float:
     return float(trees * depth) if i == 0 else float(trees) * 2.0 ** float(depth) / float(leaf)
 
 
-def _fit(family: str, known: list[_Measured], wanted: Mapping[str, Any], i: int) -> float:
-    """cost = fixed + level x proxy**exponent, exponent in [0, 1]; ``nan`` with fewer than
-    :data:`MIN_SAMPLES_TO_FIT` samples or a single size among them.
+def _fit(
+    family: str,
+    known: list[_Measured],
+    wanted: Mapping[str, Any],
+    i: int,
+    sizeless: float | None,
+) -> float:
+    """cost = fixed + level x proxy**exponent, exponent in [0, 1]. With fewer than
+    :data:`MIN_SAMPLES_TO_FIT` samples, or a single size among them, no fixed part can be
+    read off them (two samples fit any line exactly): past the largest measured proxy the
+    largest measured one's cost above ``sizeless`` (the cheapest measured of a family of
+    one size, which measures little more than the fixed part) grown in proportion to the
+    proxy, and ``nan`` up to it or with ``sizeless`` unknown (``None``).
 
     Every figure holds a part no size changes: onnxruntime's one-time start-up (about
     8 MiB) in every load memory, a per-call overhead in every p99. A power law fitted to
@@ -189,12 +238,18 @@ def _fit(family: str, known: list[_Measured], wanted: Mapping[str, Any], i: int)
     no faster than its proxy (trees that do not fill 2**depth, rows that leave a tree
     before its full depth) grows at most so, and the prediction errs high, not low (by
     up to the fixed part's own error times the extrapolation ratio when it is linear)."""
-    if len(known) < MIN_SAMPLES_TO_FIT:
+    if not known:
         return math.nan
     proxy = np.array([_proxy(family, m.pipeline, i) for m in known])
     cost = np.array([m.costs[i] for m in known])
-    if np.ptp(proxy) == 0:
-        return math.nan
+    target = _proxy(family, wanted, i)
+    largest = float(proxy.max())
+    if len(known) < MIN_SAMPLES_TO_FIT or np.ptp(proxy) == 0:
+        if target <= largest or sizeless is None:
+            return math.nan
+        top = float(cost[proxy == largest].max())
+        fixed = min(sizeless, top)
+        return fixed + (top - fixed) * target / largest
     slope = np.cov(proxy, cost, bias=True)[0, 1] / np.var(proxy)
     fixed = float(np.clip(cost.mean() - slope * proxy.mean(), 0.0, cost.min()))
     above = cost - fixed
@@ -206,9 +261,7 @@ def _fit(family: str, known: list[_Measured], wanted: Mapping[str, Any], i: int)
     if np.ptp(x):
         exponent = float(np.clip(np.cov(x, y, bias=True)[0, 1] / np.var(x), 0.0, 1.0))
     level = float(y.mean() - exponent * x.mean())
-    target = _proxy(family, wanted, i)
     fitted = fixed + math.exp(level + exponent * math.log(target))
-    largest = float(proxy.max())
     if target > largest:
         top = float(above[proxy == largest].max())
         fitted = max(fitted, fixed + top * target / largest)

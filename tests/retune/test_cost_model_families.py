@@ -65,9 +65,12 @@ def test_a_family_with_no_sample_is_neither_predicted_nor_rejected() -> None:
     assert predict.notes() == (
         "no serving-cost telemetry for family random_forest: not screened",
         "no serving-cost telemetry for family extra_trees: not screened",
-        "family gradient_boosting: 1 served configuration, too few (< 3) to fit how its "
-        "cost grows with its size: only configurations at least as big as a served one "
-        "are screened",
+        "family gradient_boosting: 1 served configuration, too few (< 3, of two sizes or "
+        "more) to fit how its cost grows with its size: one at least as big as a served one "
+        "is predicted to cost at least as much, one past the largest served size (trees x "
+        "depth for latency, trees x 2**depth / leaf size for memory) in proportion to that "
+        "size above the fixed part a served logistic or ridge measured; any other is not "
+        "screened",
     )
 
 

@@ -9,6 +9,7 @@ trained. The reviewer's figures (shadow.inspect_candidate): logistic champion 8.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -130,3 +131,72 @@ def test_real_gradient_boosting_memory_ten_times_the_largest_served_is_not_under
     assert bigger.memory_bytes > max(s.memory_bytes for s in served)  # it does grow
     _, memory = FamilyCostPredictor(served, FAMILIES)(bigger.params)
     assert memory >= bigger.memory_bytes
+
+
+#: The reviewer's served forest champion (20 trees x depth 4): p99 37 us, 8.6 MB.
+SERVED_FOREST = CostSample(params=_rf(20, 4), latency_p99_s=37e-6, memory_bytes=8.6e6)
+#: A served logistic: what every figure holds (onnxruntime's start-up, a call's overhead)
+#: and little more.
+LOGISTIC = CostSample(
+    params={"estimator": "logistic", "C": 1.0}, latency_p99_s=30e-6, memory_bytes=8.4e6
+)
+WITH_LOGISTIC = (*FAMILIES, "logistic")
+
+
+def test_one_served_configuration_predicts_a_ten_times_bigger_one_to_cost_more() -> None:
+    """Below the fit's minimum samples a bigger configuration was predicted to cost what
+    the served one did, and no ratio ceiling (the served champion's own cost x ratio)
+    rejected anything of its family: 3 of 6 trials trained at 16-19.5 MB against 12.9."""
+    predict = FamilyCostPredictor([LOGISTIC, SERVED_FOREST], WITH_LOGISTIC)
+    served = predict(SERVED_FOREST.params)
+    assert served == (SERVED_FOREST.latency_p99_s, SERVED_FOREST.memory_bytes)
+    latency, memory = predict(_rf(200, 8))
+    assert latency > served[0] and memory > served[1]
+    ceiling = CostCeiling(
+        max_latency_p99_s=1.5 * SERVED_FOREST.latency_p99_s,
+        max_memory_bytes=int(1.5 * SERVED_FOREST.memory_bytes),
+    )
+    # 10 x the served one's size (trees x depth, trees x 2**depth / leaf)
+    assert ceiling.violation(*predict(_rf(200, 4))) is not None
+    # and one no served configuration covers (bigger leaves): 20 x, past the largest
+    assert ceiling.violation(*predict(_rf(200, 8, leaf=8))) is not None
+
+
+def test_two_served_sizes_extrapolate_in_proportion_from_the_largest() -> None:
+    small = CostSample(params=_rf(20, 3), latency_p99_s=30e-6, memory_bytes=8.5e6)
+    predict = FamilyCostPredictor([LOGISTIC, small, SERVED_FOREST], WITH_LOGISTIC)
+    latency, memory = predict(_rf(40, 8))  # 4 x the largest in latency, 32 x in memory
+    assert latency == pytest.approx(30e-6 + 4 * 7e-6)
+    assert memory == pytest.approx(8.4e6 + 32 * 0.2e6)
+    # no bigger than the largest and covered by nothing: still not screened
+    assert all(math.isnan(c) for c in predict(_rf(10, 5)))
+
+
+def test_served_configurations_all_of_one_size_are_extrapolated_and_the_note_says_so() -> None:
+    again = [LOGISTIC, *[SERVED_FOREST] * 3]  # enough samples, no growth to read off them
+    predict = FamilyCostPredictor(again, WITH_LOGISTIC)
+    latency, _ = predict(_rf(40, 4))  # twice the size in trees x depth
+    assert latency == pytest.approx(30e-6 + 2 * 7e-6)
+    [note] = [n for n in predict.notes() if n.startswith("family random_forest")]
+    assert note.startswith("family random_forest: 3 served configurations of one size, too few")
+
+
+def test_without_a_served_logistic_no_bigger_one_is_predicted_past_the_served_cost() -> None:
+    """Read as 0, the fixed part made a forest of twice the served size cost twice as
+    much (17 MB against a real 8.8), and 28 of 34 proposals were rejected: the family
+    could never grow. Without one measured, a bigger one is predicted at the served cost
+    (no ratio ceiling of it rejects it; the guardrails judge it), and the note says so."""
+    predict = FamilyCostPredictor([SERVED_FOREST], FAMILIES)
+    assert predict(_rf(200, 8)) == (SERVED_FOREST.latency_p99_s, SERVED_FOREST.memory_bytes)
+    [note] = [n for n in predict.notes() if n.startswith("family random_forest")]
+    assert "for want of the fixed part every figure holds" in note
+
+
+def test_a_served_logistic_gives_the_fixed_part_one_served_forest_grows_above() -> None:
+    """A family of one size measures little more than what every figure holds
+    (onnxruntime's start-up, a per-call overhead): only the forest's cost above it grows."""
+    logistic = LOGISTIC
+    predict = FamilyCostPredictor([logistic, SERVED_FOREST], WITH_LOGISTIC)
+    latency, memory = predict(_rf(40, 4))  # twice the served forest's size
+    assert latency == pytest.approx(30e-6 + 2 * 7e-6)
+    assert memory == pytest.approx(8.4e6 + 2 * 0.2e6)

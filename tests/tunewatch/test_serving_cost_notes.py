@@ -25,6 +25,7 @@ from tunewatch._example import ExampleModel
 from tunewatch._serving_cost import serving_cost, with_ceiling
 from tunewatch._shipped_spaces import default_search_space
 from tunewatch.comparison import GuardrailSettings
+from tunewatch.store import OutputRecord
 
 #: The champion's latencies ``_daemon`` feeds (each 0.1 ms), within the last day.
 FED = 400
@@ -170,3 +171,30 @@ def test_a_job_no_ceiling_applies_to_still_says_why_latency_was_not_screened(
     assert plan["cost"] is None and "cost_constraint" not in plan["strategies"]
     assert not [n for n in plan["notes"] if n.startswith(HEADLINE)]
     assert any(n.startswith("latency not screened: ") for n in plan["notes"]), plan["notes"]
+
+
+def test_the_latency_ceiling_allows_what_the_guardrail_does_within_min_latency_difference(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """The guardrail does not apply ``max_latency_p99_ratio`` to a challenger within
+    ``min_latency_difference_s`` (20 us) of the champion: over a 50 us champion the screen
+    rejected at 60 us (x 1.2) configurations promotion would accept up to 70 us."""
+    fast = daemon.registry.register(
+        MODEL, trained[0].onnx, trained[0].metadata, actor="t", reference=trained[0].reference
+    )
+    daemon.store.promote(MODEL, fast.version, actor="t", reason="test")
+    daemon.store.write_records(
+        [],
+        [
+            OutputRecord(MODEL, f"f{i}", fast.version, "champion", 5e-5, 1, 2, bytes(8))
+            for i in range(FED)
+        ],
+    )
+    ceiling, notes = _plan(daemon, _cfg(daemon))  # the default guardrails
+    assert ceiling.max_latency_p99_s == pytest.approx(7e-5)
+    assert notes[0].startswith(HEADLINE) and "over p99 latency 0.07 ms" in notes[0], notes
+    assert (
+        "p99 latency ratio ceiling 0.07 ms: the champion's p99 0.05 ms x max_latency_p99_ratio 1.2 "
+        "or + min_latency_difference_s 0.02 ms, whichever is higher (the guardrail does not "
+        "apply the ratio within that difference)"
+    ) in notes, notes

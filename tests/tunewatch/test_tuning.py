@@ -3,6 +3,7 @@ gate -> a shadow challenger; in-process, through the CLI, and in a worker proces
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -751,8 +752,11 @@ def test_configurations_predicted_too_slow_to_promote_are_not_trained(
     assert version.details["n_cost_rejected"] > 0
     assert version.hyperparameters["estimator"] == "logistic"
     assert (
-        "family gradient_boosting: 1 served configuration, too few (< 3) to fit how its cost "
-        "grows with its size: only configurations at least as big as a served one are screened"
+        "family gradient_boosting: 1 served configuration, too few (< 3, of two sizes or more) "
+        "to fit how its cost grows with its size: one at least as big as a served one is "
+        "predicted to cost at least as much, one past the largest served size (trees x depth "
+        "for latency, trees x 2**depth / leaf size for memory) in proportion to that size "
+        "above the fixed part a served logistic or ridge measured; any other is not screened"
     ) in plan["notes"]
 
 
@@ -1641,17 +1645,23 @@ def test_a_job_failed_as_stale_before_its_tuning_crashed_is_announced_once(
 
 
 def test_a_shadow_s_timings_screen_no_configuration(
-    daemon: Daemon, trained: list[ExampleModel]
+    trained: list[ExampleModel], tmp_path: Path
 ) -> None:
     """A shadow is timed in a deprioritised worker thread, the ceiling on the request path:
     one served gradient boosting read p99 4,767 us in shadow against 27 us bare, and every
     gradient boosting at least its size was rejected. Only a version's latencies as
-    champion are read: served 50 ms in shadow, v2 rejects nothing."""
-    _slow_gradient_boosting_served(daemon, trained, role="challenger")
-    outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
-    assert outcome.job_id is not None
-    job = _runner(daemon).run(outcome.job_id)
-    assert job.status == "succeeded", job.error
-    version = daemon.store.get_version(MODEL, 3)
+    champion are read: served 50 ms in shadow, v2 rejects nothing. (No memory ceiling:
+    v2's load memory is real and its size the space's smallest, so a memory ceiling would
+    reject the gradient boostings bigger than it, grown from a served logistic's.)"""
+    raw = _config(tmp_path)
+    [model] = raw["models"]  # type: ignore[misc]
+    model["comparison"] = {"guardrails": {"max_memory_ratio": None}}
+    with contextlib.closing(_daemon(raw, trained)) as daemon:
+        _slow_gradient_boosting_served(daemon, trained, role="challenger")
+        outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+        assert outcome.job_id is not None
+        job = _runner(daemon).run(outcome.job_id)
+        assert job.status == "succeeded", job.error
+        version = daemon.store.get_version(MODEL, 3)
     assert "cost_constraint" in version.details["warm_start_plan"]["strategies"]
     assert version.details["n_cost_rejected"] == 0
