@@ -87,7 +87,10 @@ def test_retune_run_prints_the_best_roc_auc_not_its_loss(retuned: Retuned) -> No
     auc = _best_auc(retuned.daemon)
     line = retuned.stdout.strip().splitlines()[-1]
     assert line.startswith(f"job {retuned.job_id} succeeded: {MODEL} version 2"), line
-    assert f"best roc_auc {auc:.4f})" in line and "-0." not in line
+    assert f"best roc_auc {auc:.4f}; " in line and "-0." not in line
+    # what stopped the study, as GET /v1/jobs/{id} says (`result.stopped_by`)
+    stopped_by = retuned.daemon.store.get_job(retuned.job_id).result["stopped_by"]  # type: ignore[index]
+    assert line.endswith(f"; stopped by {stopped_by})"), line
 
 
 def test_the_report_shows_the_best_cv_roc_auc_and_its_folds_as_auc(retuned: Retuned) -> None:

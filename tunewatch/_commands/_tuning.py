@@ -134,10 +134,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print(f"job {job.id} {job.status}: {shown(job.error)}", file=sys.stderr)
         return 1
     assert job.result is not None
+    # what stopped the study (a budget, no improvement, the space exhausted), which only
+    # the job's result said: a study cut short by its wall time read as one run to the end
+    stopped = (
+        f"; stopped by {shown(job.result['stopped_by'])}" if job.result.get("stopped_by") else ""
+    )
     print(
         f"job {job.id} succeeded: {job.model} version {job.result['version']} registered in "
         f"shadow (study {job.result['study']}, {job.result['n_trials']} trials, best "
-        f"{labelled(job.result['best_value'], objective)})"
+        f"{labelled(job.result['best_value'], objective)}{stopped})"
     )
     return 0
 
