@@ -374,7 +374,18 @@ async def version_ready(request: Request) -> Response:
     refuse_while_stopping(request)
     ctx = context(request)
     served = ctx.runtime.model(request.path_params["model"])
-    named_version(ctx, served, request.path_params["version"])
+    try:
+        named_version(ctx, served, request.path_params["version"])
+    except ApiError as exc:
+        if exc.code != APPROVAL_REQUIRED:
+            raise
+        # a probe takes no token: the rules (safe ranges, hyperparameters) are not its
+        raise ApiError(
+            409,
+            APPROVAL_REQUIRED,
+            f"version {request.path_params['version']} of {served.row.name!r} answers no "
+            "requests naming it until it is promoted: its promotion waits for an approver",
+        ) from None
     await _recordable(ctx)
     return Response(status_code=200)
 

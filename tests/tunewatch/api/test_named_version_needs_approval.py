@@ -211,9 +211,13 @@ def test_a_refused_version_is_neither_listed_nor_ready_and_an_answering_one_is_b
         with BackgroundServer(daemon.app) as server, httpx.Client(base_url=server.url) as c:
             meta = c.get(f"/v2/models/{MODEL}", headers=headers)
             assert meta.status_code == 200 and meta.json()["versions"] == listed
-            ready = c.get(f"/v2/models/{MODEL}/versions/2/ready", headers=headers)
-            if regulated:
-                _refused(ready, REGULATED)
+            ready = c.get(f"/v2/models/{MODEL}/versions/2/ready")  # a probe: no token
+            if regulated:  # the rules (safe ranges, hyperparameters) are not a probe's
+                assert ready.status_code == 409 and ready.json() == {
+                    "error": f"version 2 of {MODEL!r} answers no requests naming it until it "
+                    "is promoted: its promotion waits for an approver",
+                    "code": "approval_required",
+                }
             else:
                 assert ready.status_code == 200, ready.text
             assert c.get(f"/v2/models/{MODEL}/versions/1/ready").status_code == 200
