@@ -36,6 +36,13 @@ _UNAVAILABLE_ERRNOS = frozenset(
 #: the operator's to repair, so unavailable too (they were a 500 "[Errno 17] File exists").
 _NOT_A_DIRECTORY_ERRNOS = frozenset({errno.EEXIST, errno.ENOTDIR, errno.ENOENT, errno.ELOOP})
 
+#: The largest ONNX file an artefact can be: protobuf's limit on one message (2 GiB), past
+#: which no ONNX model without external data (which is refused) can be held. A larger file
+#: at an artefact's path is refused unread: a sparse 6 GiB one in a shadow version's place
+#: stopped the daemon's start with a MemoryError. (Not ``server.max_artefact_bytes``, the
+#: uploads' limit: lowered below a champion's size, it took the champion out of service.)
+MAX_ONNX_BYTES = 2**31
+
 #: What a file that is not a regular one is, for a message.
 _KINDS = (
     (stat.S_ISCHR, "a character device"),
@@ -62,15 +69,14 @@ class ArtefactStore:
     """
 
     def __init__(
-        self, root: str | Path, *, store: Store | None = None, max_bytes: int | None = None
+        self, root: str | Path, *, store: Store | None = None, max_bytes: int = MAX_ONNX_BYTES
     ) -> None:
         self.root = Path(root)
         self.store = store
-        #: the largest ONNX file :meth:`get` reads (``server.max_artefact_bytes``, which
-        #: the daemon passes: no larger one is registered by the API); ``None``: a file is
-        #: read up to its own size, as every other kind is (a tuned version's reference,
-        #: its whole training window, may be larger, and is read by an evaluation, whose
-        #: failure is its model's alone, not by the line-up every model's serving needs)
+        #: the largest ONNX file :meth:`get` reads (:data:`MAX_ONNX_BYTES`); every other
+        #: kind is read up to its own size (a tuned version's reference, its whole training
+        #: window, may be larger, and is read by an evaluation, whose failure is its model's
+        #: alone, not by the line-up every model's serving needs)
         self.max_bytes = max_bytes
         #: the store keeping the bytes: given, and not SQLite
         self._shared = store if store is not None and store.dialect != "sqlite" else None
@@ -255,7 +261,8 @@ def _bounded_read(target: Path, max_bytes: int | None) -> bytes:
         _check_regular(os.fstat(fd).st_mode)  # replaced since the stat
         if max_bytes is not None and size > max_bytes:
             raise _Unreadable(
-                f"it holds {size} bytes, more than `server.max_artefact_bytes` ({max_bytes})"
+                f"it holds {size} bytes, more than an ONNX file can ({max_bytes}: protobuf's "
+                "limit on one message)"
             )
         data = fh.read(size + 1)
     if len(data) > size:

@@ -96,11 +96,7 @@ class Daemon:
             ensure_bootstrap_token(self.store, os.environ if env is None else env)
             warn_of_bootstrap_lookalikes(self.store)
             refused.pop_all()
-        # a file past the artefact limit is refused unread: a sparse 6 GiB one in a
-        # shadow version's place stopped the start with a MemoryError
-        self.artefacts = ArtefactStore(
-            config.artefact_dir, store=self.store, max_bytes=config.server.max_artefact_bytes
-        )
+        self.artefacts = ArtefactStore(config.artefact_dir, store=self.store)
         shared = share_cached_artefacts(self.store, self.artefacts)
         if shared:
             logger.info("kept %d artefacts cached here in the store, for every host", shared)

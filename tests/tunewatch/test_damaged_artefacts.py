@@ -29,7 +29,7 @@ from tunewatch._runtime import ScoringRuntime
 from tunewatch._unloadable import CHAMPION_RETRY_MAX_S, RETRY_FIRST_S
 
 #: what is at a version's artefact path instead: missing, truncated, a directory; a sparse
-#: file far past ``server.max_artefact_bytes`` (it was read whole: a MemoryError stopped
+#: file far past what an ONNX file can hold (it was read whole: a MemoryError stopped
 #: the start), a named pipe (its read waited for a writer for good), a link to /dev/zero
 #: (read until a MemoryError)
 DAMAGES = [
@@ -40,7 +40,7 @@ DAMAGES = [
     "a named pipe",
     "a link to /dev/zero",
 ]
-#: a sparse size far past the artefact limit and any memory: it takes no disk space
+#: a sparse size far past protobuf's 2 GiB and any memory: it takes no disk space
 SPARSE_BYTES = 2**40
 INFER = {"inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": [0.0] * 8}]}
 
@@ -344,7 +344,7 @@ def test_an_artefact_that_cannot_be_read_is_a_store_error_naming_its_path(tmp_pa
 #: what is in an artefact's place instead of a regular file within the limit (as
 #: :func:`in_place` puts it), and what its message says
 NOT_AN_ARTEFACT = {
-    "oversized": f"holds {SPARSE_BYTES} bytes, more than `server.max_artefact_bytes` (1000)",
+    "oversized": f"holds {SPARSE_BYTES} bytes, more than an ONNX file can (1000: protobuf's",
     "a named pipe": "not a regular file but a named pipe",
     "a link to /dev/zero": "not a regular file but a character device",
 }
@@ -366,13 +366,13 @@ def test_what_is_no_regular_file_or_past_the_limit_is_damaged_and_not_read(
     assert str(path) in err.value.message and NOT_AN_ARTEFACT[how] in err.value.message
 
 
-def test_only_onnx_files_are_bounded_by_the_artefact_limit(tmp_path: Path) -> None:
+def test_only_onnx_files_are_bounded_by_what_an_onnx_file_can_hold(tmp_path: Path) -> None:
     """A tuned version's reference (its whole training window) may be larger than the
     uploads' limit, and the daemon wrote it itself: read whole, not refused as damaged."""
     artefacts = ArtefactStore(tmp_path, max_bytes=1000)
     data = bytes(range(256)) * 8
     assert artefacts.get(artefacts.put(data, ".npz"), ".npz") == data
-    with pytest.raises(StoreError, match="more than `server.max_artefact_bytes` \\(1000\\)"):
+    with pytest.raises(StoreError, match="more than an ONNX file can \\(1000"):
         artefacts.get(artefacts.put(data))
 
 
@@ -405,13 +405,33 @@ def test_put_replaces_what_is_no_regular_file_in_the_artefact_s_place(
     assert artefacts.get(sha) == b"onnx-bytes"
 
 
+def test_a_champion_larger_than_the_upload_limit_is_still_served(daemon: Daemon) -> None:
+    """``server.max_artefact_bytes`` limits what an upload registers, not what serves: a
+    daemon started with it lowered below its champion's size (or a tuned version's, which
+    no upload limit checked) refused the champion as damaged and served nothing."""
+    size = daemon.store.get_version(MODEL, 1).size_bytes
+    config = daemon.config
+    lowered = config.model_copy(
+        update={"server": config.server.model_copy(update={"max_artefact_bytes": size - 1})}
+    )
+    restarted = Daemon(lowered, env={})
+    try:
+        restarted.runtime.start()
+        served = restarted.runtime.model(MODEL)
+        x = np.zeros((1, 8), np.float32)
+        assert restarted.runtime.score(served, x).version.version == 1
+    finally:
+        restarted.runtime.close()
+        restarted.close()
+
+
 @pytest.mark.parametrize("how", ["a directory", "oversized", "a named pipe", "a link to /dev/zero"])
 def test_an_unreadable_shadow_artefact_stops_neither_refresh_nor_start(
     daemon: Daemon, trained: list[ExampleModel], how: str
 ) -> None:
     """One shadow artefact that could not be read stopped ``refresh()`` for every model
     after it, and ``start()`` after a restart (a MemoryError, or waiting for good, for
-    what is no regular file or one past the artefact limit)."""
+    what is no regular file or one larger than an ONNX file can be)."""
     store, runtime = daemon.store, daemon.runtime
     daemon.registry.register(
         "other", trained[0].onnx, trained[0].metadata, actor="t", stage="champion"
