@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from monitor.objectives import ObjectiveError, decision_threshold, make_objective
 from tunewatch.store import EvaluationRow
 
 if TYPE_CHECKING:
@@ -146,15 +147,18 @@ def decay_settings(objective: ObjectiveConfig, decay: DecayEvaluationConfig) -> 
 def estimate_settings(
     objective: ObjectiveConfig, estimate: EstimateEvaluationConfig
 ) -> AlarmSettings:
-    """What an estimate verdict's alarm depends on: ``max_drop``, and the objective and
-    its parameters, whose decision threshold the estimated accuracy is of."""
-    return AlarmSettings.of(
-        {
-            "max_drop": estimate.max_drop,
-            "objective": objective.name,
-            "objective_params": objective.params,
-        }
-    )
+    """What an estimate verdict's alarm depends on: ``max_drop``, and the decision
+    threshold the estimated accuracy is of (:func:`monitor.objectives.decision_threshold`:
+    0.5 for an objective that decides nothing): switching log loss for Brier changes no
+    estimate, and ended the streak when the objective itself was compared. ``None`` for
+    an objective no binary model takes (a model with no estimate)."""
+    try:
+        threshold = decision_threshold(
+            make_objective(objective.name, task="binary", **objective.params)
+        )
+    except ObjectiveError:
+        threshold = None
+    return AlarmSettings.of({"max_drop": estimate.max_drop, "decision_threshold": threshold})
 
 
 @dataclass(frozen=True, kw_only=True)

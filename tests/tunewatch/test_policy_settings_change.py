@@ -9,6 +9,7 @@ verdict stored before verdicts recorded their settings counts as it did.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,9 +22,10 @@ from tests.tunewatch.conftest import MODEL, Clock, feed, next_midnight
 from tests.tunewatch.test_evaluation_decay import CHANGE_DAY, DAY, FIRST_RUN_DAY, _write_days
 from tunewatch._config import build_config
 from tunewatch._config_evaluation import EvaluationConfig
+from tunewatch._config_model import ObjectiveConfig
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
-from tunewatch._policies import EventPolicy, decide, drift_settings
+from tunewatch._policies import EventPolicy, decide, drift_settings, estimate_settings
 from tunewatch.store import EvaluationRow
 
 WINDOW = 600
@@ -191,3 +193,31 @@ def test_a_verdict_judged_under_other_settings_ends_the_streak_saying_what_chang
     assert (decision.fire, decision.streak, decision.held) == (False, 1, "settings_changed")
     assert decision.settings_changed == ("share_threshold: 0.2 -> 0.5",)
     assert "share_threshold: 0.2 -> 0.5" in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("before", "now", "keeps"),
+    [
+        pytest.param(("log_loss", {}), ("brier", {}), True, id="log_loss_to_brier"),
+        pytest.param(("accuracy", {"threshold": 0.5}), ("roc_auc", {}), True, id="to_auc"),
+        pytest.param(
+            ("accuracy", {"threshold": 0.5}), ("accuracy", {"threshold": 0.7}), False, id="t07"
+        ),
+    ],
+)
+def test_an_estimate_streak_ends_only_when_the_decisions_it_is_of_change(
+    before: tuple[str, dict[str, Any]], now: tuple[str, dict[str, Any]], keeps: bool
+) -> None:
+    """The estimated accuracy is of the objective's decisions (its threshold; 0.5 for one
+    that decides nothing): switching log loss for Brier ended the streak though no
+    estimate changed, and a real drop was reported a window late."""
+    estimate = EvaluationConfig().estimate
+    old = estimate_settings(ObjectiveConfig(name=before[0], params=before[1]), estimate)
+    new = estimate_settings(ObjectiveConfig(name=now[0], params=now[1]), estimate)
+    policy = EventPolicy(event="estimate_dropped", kind="estimate", settings=new)
+    rows = [
+        dataclasses.replace(_verdict(2, {"alarm": True, **new.payload()}), kind="estimate"),
+        dataclasses.replace(_verdict(1, {"alarm": True, **old.payload()}), kind="estimate"),
+    ]
+    decision = decide(policy, rows, last_event_at=None, now=T0 + DAY)
+    assert (decision.streak == 2) is keeps, decision.reason
