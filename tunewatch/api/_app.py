@@ -26,6 +26,7 @@ from tunewatch.api._errors import CLIENT_CLOSED, install_error_handlers
 from tunewatch.api._evaluations import router as evaluations_router
 from tunewatch.api._front import InferenceFront
 from tunewatch.api._jobs import router as jobs_router
+from tunewatch.api._log import router as log_router
 from tunewatch.api._models import router as models_router
 from tunewatch.api._openapi import openapi_of
 from tunewatch.api._route import ApiRoute, public
@@ -272,6 +273,7 @@ def create_app(
         app.router.routes.append(route)
     count_from_zero(ctx.runtime.metrics, _alerts.routes[0].path)
     app.include_router(models_router)
+    app.include_router(log_router)
     app.include_router(evaluations_router)
     app.include_router(jobs_router)
     app.include_router(comparisons_router)

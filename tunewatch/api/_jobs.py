@@ -15,6 +15,7 @@ from tunewatch._actions import ActionOutcome
 from tunewatch._objective_display import recorded, recorded_params
 from tunewatch.api._context import Reason, RowId, context
 from tunewatch.api._errors import ApiError
+from tunewatch.api._listing_limit import BUSY_RESPONSES, ListingRoute
 from tunewatch.api._models import (
     ALL_WHEN_EMPTY,
     Filter,
@@ -62,7 +63,6 @@ def job_json(j: JobRow) -> dict[str, Any]:
     return out
 
 
-@router.get("/jobs")
 def list_jobs(
     request: Request,
     _: Reader,
@@ -78,6 +78,16 @@ def list_jobs(
     )
     jobs, after = paged(read, limit, lambda j: j.id)
     return {"jobs": [job_json(j) for j in jobs], "next": after}
+
+
+# limited as the evaluation listings are (:class:`ListingRoute`): whole rows, specs and all
+router.add_api_route(
+    "/jobs",
+    list_jobs,
+    methods=["GET"],
+    responses=BUSY_RESPONSES,
+    route_class_override=ListingRoute,
+)
 
 
 @router.get("/jobs/{job_id}")

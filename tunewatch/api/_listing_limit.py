@@ -1,10 +1,12 @@
-"""How many ``/v1`` evaluation listings run at once in a process.
+"""How many ``/v1`` listings of whole rows run at once in a process.
 
 A listing (``GET /v1/models/{m}/evaluations`` and ``/drift`` … ``/telemetry``) reads up
 to 10,000 evaluations whole, payloads and all: on a store with a year of 5-minute runs one
 ``decay?limit=10000`` took 12-20 s and answered 32 MiB, and six at once from one viewer
 raised the daemon's memory from 370 to 1,121 MiB and slowed inference from 41 ms to 1.1 s
-and ``/readyz`` to 1.2 s. So at most :data:`MAX_LISTINGS_IN_PROGRESS` listings run at once
+and ``/readyz`` to 1.2 s. ``GET /v1/models/{m}/versions`` and ``/v1/jobs`` read up to
+10,000 versions or jobs whole, details and all (~30 MB; six at once took a daemon from 0.5
+to 2.1 GB for 40 s). So at most :data:`MAX_LISTINGS_IN_PROGRESS` such listings run at once
 in a process (:class:`ListingRoute`); another is answered at once, without taking a
 worker thread, with 429 ``listing_busy`` and ``Retry-After``.
 
@@ -34,19 +36,21 @@ MAX_LISTINGS_IN_PROGRESS = 2
 RETRY_AFTER_S = 2
 BUSY_CODE = "listing_busy"
 BUSY_MESSAGE = (
-    f"evaluation listings are busy: at most {MAX_LISTINGS_IN_PROGRESS} run at once in this "
-    f"daemon; retry in {RETRY_AFTER_S} s"
+    f"listings (evaluations, versions, jobs) are busy: at most {MAX_LISTINGS_IN_PROGRESS} "
+    f"run at once in this daemon; retry in {RETRY_AFTER_S} s"
 )
 # the 429 each listing documents in /openapi.json
 BUSY_RESPONSES = busy_description(
-    BUSY_CODE, f"{MAX_LISTINGS_IN_PROGRESS} evaluation listings are in progress in this daemon"
+    BUSY_CODE,
+    f"{MAX_LISTINGS_IN_PROGRESS} listings (evaluations, versions, jobs) are in progress in "
+    "this daemon",
 )
 
 _slots = Slots(MAX_LISTINGS_IN_PROGRESS)
 
 
 class ListingRoute(ApiRoute):
-    """A ``/v1`` evaluation listing: an :class:`ApiRoute` that runs only while it holds
+    """A ``/v1`` listing of whole rows: an :class:`ApiRoute` that runs only while it holds
     one of the process's :data:`MAX_LISTINGS_IN_PROGRESS` listing slots (its query and
     token checked inside it); without one it is answered 429 :data:`BUSY_CODE` at once."""
 

@@ -22,9 +22,10 @@ from tunewatch._registry import check_caller_study
 from tunewatch._report import build_report, refresh_reports
 from tunewatch._runtime import version_or_404
 from tunewatch._version_metadata import VersionMetadata
-from tunewatch.api._audit_limit import BUSY_RESPONSES, AuditRoute
 from tunewatch.api._context import RowId, ascii_digits, authenticate, context
 from tunewatch.api._errors import ON_FORBIDDEN, ApiError
+from tunewatch.api._listing_limit import BUSY_RESPONSES as LISTING_BUSY
+from tunewatch.api._listing_limit import ListingRoute
 from tunewatch.api._model_bodies import Promote, RegisterVersion, Rollback, StageChange
 from tunewatch.api._route import ApiRoute
 from tunewatch.store import MAX_ID, ApprovalRow, Role, RunTally, VersionRow
@@ -199,7 +200,6 @@ def get_model(model: str, request: Request, _: Reader) -> dict[str, Any]:
     return _model_json(request, model)
 
 
-@router.get("/models/{model}/versions")
 def list_versions(
     model: str,
     request: Request,
@@ -215,6 +215,16 @@ def list_versions(
     read = store.version_page(model, limit=limit + 1, before=before)
     versions, after = paged(read, limit, lambda v: v.version)
     return {"versions": [version_json(v) for v in versions], "next": after}
+
+
+# limited as the evaluation listings are (:class:`ListingRoute`): whole rows, details and all
+router.add_api_route(
+    "/models/{model}/versions",
+    list_versions,
+    methods=["GET"],
+    responses=LISTING_BUSY,
+    route_class_override=ListingRoute,
+)
 
 
 @router.get("/models/{model}/versions/{version}")
@@ -509,75 +519,3 @@ def retire(
     if moved.changed:
         ctx.runtime.try_load(model)  # retired whether or not the line-up loads
     return {**version_json(moved.row), "unchanged": not moved.changed}
-
-
-@router.get("/events")
-def list_events(
-    request: Request,
-    _: Reader,
-    model: Filter = None,
-    type: Filter = None,
-    limit: Limit = 100,
-    before_id: RowCursor = None,
-) -> dict[str, Any]:
-    """Events, newest first (by id, the order they were recorded in); ``next``: the
-    ``before_id`` of the next older page, null on the last."""
-    read = context(request).runtime.store.list_events(
-        model=model, type=type, limit=limit + 1, before_id=before_id
-    )
-    events, after = paged(read, limit, lambda e: e.id)
-    return {
-        "events": [{**asdict(e), "created_at": e.created_at.isoformat()} for e in events],
-        "next": after,
-    }
-
-
-# re-hashing the whole chain costs with the log, not the page: only when asked
-Verify = Annotated[
-    bool,
-    Query(
-        description="`true`: verify the whole hash chain and report `chain_intact` and "
-        "`chain_break`; absent or `false`: both are null (not checked)."
-    ),
-]
-
-
-def audit_log(
-    request: Request,
-    _: Reader,
-    limit: Limit = 100,
-    verify: Verify = False,
-    before_id: SmallRowCursor = None,
-) -> dict[str, Any]:
-    """A page of the audit log, newest first (ids ascend in append order); ``next``: the
-    ``before_id`` of the next older page, null on the last, so the log is read back to its
-    first entry (one a ``chain_break`` names included). The chain is verified (every entry
-    re-hashed, a scan of the whole log) only with ``?verify=true``, one such request at a
-    time in a process (another is 429 ``audit_busy``: :class:`AuditRoute`); a plain
-    ``def`` route, so FastAPI runs it in its threadpool, off the event loop."""
-    store = context(request).runtime.store
-    entries, after = paged(
-        store.audit_log(limit=limit + 1, before_id=before_id), limit, lambda e: e.id
-    )
-    intact: bool | None = None
-    chain_break: dict[str, Any] | None = None
-    if verify:
-        broken = store.verify_audit()
-        intact = broken is None
-        chain_break = None if broken is None else asdict(broken)
-    return {
-        "entries": [{**asdict(e), "at": e.at.isoformat()} for e in entries],
-        "chain_intact": intact,
-        "chain_break": chain_break,
-        "next": after,
-    }
-
-
-# a verification takes the process's one slot (AuditRoute); a plain page does not
-router.add_api_route(
-    "/audit",
-    audit_log,
-    methods=["GET"],
-    responses=BUSY_RESPONSES,
-    route_class_override=AuditRoute,
-)

@@ -1,5 +1,6 @@
-"""At most a few ``/v1`` evaluation listings run at once in a process; another is answered
-429 ``listing_busy`` at once, and the listings answer the JSON they always did.
+"""At most a few ``/v1`` listings of whole rows (evaluations, versions, jobs) run at once in
+a process; another is answered 429 ``listing_busy`` at once, and the listings answer the
+JSON they always did.
 
 On a store with a year of 5-minute runs one ``decay?limit=10000`` took 12-20 s and answered
 32 MiB; six at once from one viewer raised the daemon's memory from 370 to 1,121 MiB and
@@ -58,9 +59,18 @@ def listed(
         daemon.close()
 
 
+#: The other listings of whole rows sharing the slots: 10,000 versions or jobs with their
+#: details are ~30 MB, and six at once took a daemon from 0.5 to 2.1 GB for 40 s.
+WHOLE_ROWS = ("/v1/models/{model}/versions", "/v1/jobs")
+
+
 def _listing_urls(url: str) -> list[str]:
     base = f"{url}/v1/models/{MODEL}"
-    return [f"{base}/evaluations?limit=10000"] + [f"{base}/{k}?limit=10000" for k in KINDS]
+    return (
+        [f"{base}/evaluations?limit=10000"]
+        + [f"{base}/{k}?limit=10000" for k in KINDS]
+        + [f"{url}{p.format(model=MODEL)}?limit=10000" for p in WHOLE_ROWS]
+    )
 
 
 @pytest.fixture
@@ -200,5 +210,8 @@ def test_the_api_description_documents_listing_busy(listed: Running) -> None:
         responses = spec["paths"][path]["get"]["responses"]
         assert BUSY_CODE in responses["429"]["description"], path
         assert "Retry-After" in responses["429"]["headers"], path
+    for path in WHOLE_ROWS:
+        responses = spec["paths"][path]["get"]["responses"]
+        assert BUSY_CODE in responses["429"]["description"], path
         ok = responses["200"]["content"]["application/json"]["schema"]
         assert ok["type"] == "object", (path, ok)
