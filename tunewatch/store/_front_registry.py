@@ -257,16 +257,9 @@ class RegistryFront(StoreFront):
         close_approvals: bool = True,
     ) -> VersionRow:
         """Move ``version`` to ``stage`` (:meth:`move_stage`); returns it as it is now."""
-        with self._tx("set_stage") as conn:
-            return _registry_rows.set_stage(
-                conn,
-                model,
-                version,
-                stage,
-                actor=actor,
-                reason=reason,
-                close_approvals=close_approvals,
-            )
+        return self.move_stage(
+            model, version, stage, actor=actor, reason=reason, close_approvals=close_approvals
+        ).row
 
     def move_stage(
         self,

@@ -44,7 +44,7 @@ from ._registry_reads import (
     versions_served_since,
 )
 from ._registry_text import MAX_NAME, check_feature_names, check_version_text, valid_model_name
-from ._stage_changes import NO_CHAMPION, check_champion, check_stage, promote, set_stage
+from ._stage_changes import NO_CHAMPION, check_champion, check_stage, promote
 from ._stage_changes import _set_stage_row as _set_stage_row
 
 __all__ = [
@@ -67,7 +67,6 @@ __all__ = [
     "promote",
     "register_version",
     "regulate_model",
-    "set_stage",
     "valid_model_name",
     "version_lineup",
     "version_page",

@@ -111,28 +111,6 @@ class StageMove:
     changed: bool
 
 
-def set_stage(
-    conn: Connection,
-    model: str,
-    version: int,
-    stage: str,
-    *,
-    actor: str,
-    reason: str,
-    close_approvals: bool = True,
-) -> VersionRow:
-    """:func:`move_stage`'s version as it is now."""
-    return move_stage(
-        conn,
-        model,
-        version,
-        stage,
-        actor=actor,
-        reason=reason,
-        close_approvals=close_approvals,
-    ).row
-
-
 def move_stage(
     conn: Connection,
     model: str,
