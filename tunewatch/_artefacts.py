@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import logging
 import os
 import stat
@@ -249,16 +250,12 @@ class _Unreadable(Exception):
 
 
 def _bounded_read(target: Path, max_bytes: int | None) -> bytes:
-    """The content of the regular file ``target``, read no further than its size when
-    opened (a content-addressed file never changes) and ``max_bytes``: opened without
-    blocking (a named pipe's read waits for a writer), and ``_Unreadable`` for anything
-    else in its place (a device: ``/dev/zero`` was read until a MemoryError), or a file
-    larger than ``max_bytes`` (a sparse 6 GiB file stopped the daemon's start)."""
-    _check_regular(os.stat(target).st_mode)  # before opening: a device's open may act
-    fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as fh:
-        size = os.fstat(fd).st_size
-        _check_regular(os.fstat(fd).st_mode)  # replaced since the stat
+    """The content of the regular file ``target`` (:func:`_open_regular`), read no further
+    than its size when opened (a content-addressed file never changes) and ``_Unreadable``
+    for a file larger than ``max_bytes`` (a sparse 6 GiB file stopped the daemon's
+    start)."""
+    fh, size = _open_regular(target)
+    with fh:
         if max_bytes is not None and size > max_bytes:
             raise _Unreadable(
                 f"it holds {size} bytes, more than an ONNX file can ({max_bytes}: protobuf's "
@@ -270,6 +267,20 @@ def _bounded_read(target: Path, max_bytes: int | None) -> bytes:
     return data
 
 
+def _open_regular(target: Path) -> tuple[io.BufferedReader, int]:
+    """``target`` opened to read, and its size: opened without blocking (a named pipe's
+    open and read wait for a writer), ``_Unreadable`` for anything but a regular file in
+    its place (a device: ``/dev/zero`` was read until a MemoryError)."""
+    _check_regular(os.stat(target).st_mode)  # before opening: a device's open may act
+    fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    fh = os.fdopen(fd, "rb")
+    opened = os.fstat(fd)
+    if not stat.S_ISREG(opened.st_mode):  # replaced since the stat
+        fh.close()
+        _check_regular(opened.st_mode)
+    return fh, opened.st_size
+
+
 def _check_regular(mode: int) -> None:
     if stat.S_ISDIR(mode):  # as opening it to read says
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
@@ -279,12 +290,13 @@ def _check_regular(mode: int) -> None:
 
 def _holds(target: Path, sha256: str, size: int) -> bool:
     """Whether ``target`` is a readable regular file of ``size`` bytes whose content
-    hashes to ``sha256``."""
+    hashes to ``sha256`` (hashed as it is read: the caller holds the bytes already)."""
     try:
-        data = _bounded_read(target, size)
+        fh, found = _open_regular(target)
+        with fh:
+            return found == size and hashlib.file_digest(fh, "sha256").hexdigest() == sha256
     except (OSError, _Unreadable):  # missing, a directory, a pipe …: written (again)
         return False
-    return hashlib.sha256(data).hexdigest() == sha256
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -47,7 +47,9 @@ def _is_version(raw: str) -> bool:
     return raw.isascii() and raw.isdigit() and len(raw) <= 10
 
 
-def named_version(ctx: AppContext, served: ServedModel, raw_version: str | None) -> int | None:
+def named_version(
+    ctx: AppContext, served: ServedModel, raw_version: str | None, *, say_rules: bool = True
+) -> int | None:
     """The version a ``/versions/{v}/infer`` path names (``None`` on the model's route),
     once it is found in service (404 ``version_not_found`` otherwise) and may answer
     clients (409 ``approval_required`` otherwise).
@@ -57,7 +59,9 @@ def named_version(ctx: AppContext, served: ServedModel, raw_version: str | None)
     of it would (:mod:`tunewatch._approval_gate` decides both, at line-up build; this
     reads :attr:`ServedModel.named <tunewatch._runtime_lineups.ServedModel.named>`). A
     regulated model's version in shadow, one whose promotion an approver rejected,
-    answered any scorer naming it, and the challenger of a held split so answered."""
+    answered any scorer naming it, and the challenger of a held split so answered.
+    ``say_rules`` false (a probe, which takes no token): the refusal does not name the
+    rules (safe ranges, hyperparameter values)."""
     if raw_version is None:
         return None
     if not _is_version(raw_version):
@@ -76,6 +80,13 @@ def named_version(ctx: AppContext, served: ServedModel, raw_version: str | None)
             f"version {version} of {served.row.name!r} cannot answer clients until it is "
             "promoted: whether its promotion waits for an approver is being read again "
             "(its line-up changed); try again",
+        )
+    if rules and not say_rules:
+        raise ApiError(
+            409,
+            APPROVAL_REQUIRED,
+            f"version {version} of {served.row.name!r} answers no requests naming it until "
+            "it is promoted: its promotion waits for an approver",
         )
     if rules:
         raise ApiError(
@@ -374,18 +385,7 @@ async def version_ready(request: Request) -> Response:
     refuse_while_stopping(request)
     ctx = context(request)
     served = ctx.runtime.model(request.path_params["model"])
-    try:
-        named_version(ctx, served, request.path_params["version"])
-    except ApiError as exc:
-        if exc.code != APPROVAL_REQUIRED:
-            raise
-        # a probe takes no token: the rules (safe ranges, hyperparameters) are not its
-        raise ApiError(
-            409,
-            APPROVAL_REQUIRED,
-            f"version {request.path_params['version']} of {served.row.name!r} answers no "
-            "requests naming it until it is promoted: its promotion waits for an approver",
-        ) from None
+    named_version(ctx, served, request.path_params["version"], say_rules=False)
     await _recordable(ctx)
     return Response(status_code=200)
 
