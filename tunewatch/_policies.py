@@ -88,22 +88,28 @@ class AlarmSettings:
         return {SETTINGS: self.values, SETTINGS_FINGERPRINT: self.fingerprint}
 
     def judged(self, payload: Mapping[str, Any]) -> bool | None:
-        """Whether the verdict of ``payload`` was judged under these settings; ``None``
-        for one stored before verdicts recorded them."""
+        """Whether the verdict of ``payload`` was judged under these settings, as far as
+        it recorded them: a setting it did not record (a release recording fewer wrote it)
+        is not held against it, so an upgrade alone ends no streak. ``None`` for one
+        stored before verdicts recorded their settings."""
         recorded = payload.get(SETTINGS_FINGERPRINT)
-        return None if not isinstance(recorded, str) else recorded == self.fingerprint
+        if not isinstance(recorded, str):
+            return None
+        return recorded == self.fingerprint or (
+            isinstance(payload.get(SETTINGS), dict) and not self.changes(payload)
+        )
 
     def changes(self, payload: Mapping[str, Any]) -> list[str]:
         """What changed since the verdict of ``payload`` was judged, one ``setting: old ->
-        new`` each, as far as it recorded its settings (sorted by setting)."""
+        new`` each, of the settings it recorded (sorted by setting)."""
         old = payload.get(SETTINGS)
         if not isinstance(old, dict):
             return []
         new = self.values
         return [
-            f"{key}: {_shown(old.get(key))} -> {_shown(new.get(key))}"
-            for key in sorted(old.keys() | new.keys())
-            if old.get(key) != new.get(key)
+            f"{key}: {_shown(old[key])} -> {_shown(new.get(key))}"
+            for key in sorted(old)
+            if old[key] != new.get(key)
         ]
 
 
@@ -131,13 +137,18 @@ def drift_settings(drift: DriftEvaluationConfig) -> AlarmSettings:
 
 def decay_settings(objective: ObjectiveConfig, decay: DecayEvaluationConfig) -> AlarmSettings:
     """What a decay verdict's alarm depends on: the objective and its parameters, the
-    threshold (or, unset, the ``tolerance`` its default is 5 of) and ``horizon_days``,
-    within which the projected crossing alarms."""
+    threshold (or, unset, the ``tolerance`` its default is 5 of), ``horizon_days``,
+    within which the projected crossing alarms, and the windows the trend is fitted on
+    (``window_s``, ``maturity_s``, ``horizon_windows``, ``min_windows``)."""
     values: dict[str, Any] = {
         "objective": objective.name,
         "objective_params": objective.params,
         "threshold": decay.threshold,
         "horizon_days": decay.horizon_days,
+        "window_s": decay.window_s,
+        "maturity_s": decay.maturity_s,
+        "horizon_windows": decay.horizon_windows,
+        "min_windows": decay.min_windows,
     }
     if decay.threshold is None:
         values["tolerance"] = decay.tolerance

@@ -25,7 +25,14 @@ from tunewatch._config_evaluation import EvaluationConfig
 from tunewatch._config_model import ObjectiveConfig
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
-from tunewatch._policies import EventPolicy, decide, drift_settings, estimate_settings
+from tunewatch._policies import (
+    AlarmSettings,
+    EventPolicy,
+    decay_settings,
+    decide,
+    drift_settings,
+    estimate_settings,
+)
 from tunewatch.store import EvaluationRow
 
 WINDOW = 600
@@ -221,3 +228,51 @@ def test_an_estimate_streak_ends_only_when_the_decisions_it_is_of_change(
     ]
     decision = decide(policy, rows, last_event_at=None, now=T0 + DAY)
     assert (decision.streak == 2) is keeps, decision.reason
+
+
+def _decay_verdict(i: int, settings: AlarmSettings) -> EvaluationRow:
+    return dataclasses.replace(_verdict(i, {"alarm": True, **settings.payload()}), kind="decay")
+
+
+@pytest.mark.parametrize(
+    ("changed", "shown"),
+    [
+        pytest.param({"window_s": 3600.0}, "window_s: 86400.0 -> 3600.0", id="window_s"),
+        pytest.param({"maturity_s": 0.0}, "maturity_s: 86400.0 -> 0.0", id="maturity_s"),
+        pytest.param({"horizon_windows": 10}, "horizon_windows: 30 -> 10", id="horizon"),
+        pytest.param({"min_windows": 5}, "min_windows: 3 -> 5", id="min_windows"),
+    ],
+)
+def test_a_decay_streak_ends_when_the_windows_its_trend_is_fitted_on_change(
+    changed: dict[str, Any], shown: str
+) -> None:
+    """The trend is fitted on other windows (their length, their labels' maturity, how
+    many, from which on): a verdict judged on the old ones is not evidence for the new."""
+    objective = ObjectiveConfig(name="accuracy")
+    old = decay_settings(objective, EvaluationConfig().decay)
+    new = decay_settings(objective, EvaluationConfig(decay=changed).decay)
+    policy = EventPolicy(event="decay_detected", kind="decay", settings=new)
+    rows = [_decay_verdict(2, new), _decay_verdict(1, old)]
+    decision = decide(policy, rows, last_event_at=None, now=T0 + DAY)
+    assert (decision.fire, decision.streak, decision.held) == (False, 1, "settings_changed")
+    assert decision.settings_changed == (shown,)
+
+
+def test_a_verdict_recording_fewer_settings_counts_when_those_it_recorded_agree() -> None:
+    """A verdict stored by a release that recorded fewer of the settings (decay's before it
+    recorded its windows) is judged on those it recorded: an upgrade alone ends no
+    streak, and a change of one it recorded still does."""
+    objective = ObjectiveConfig(name="accuracy")
+    new = decay_settings(objective, EvaluationConfig().decay)
+    recorded = {k: v for k, v in new.values.items() if k in ("objective", "threshold")}
+    policy = EventPolicy(event="decay_detected", kind="decay", settings=new)
+    rows = [_decay_verdict(2, new), _decay_verdict(1, AlarmSettings.of(recorded))]
+    assert decide(policy, rows, last_event_at=None, now=T0 + DAY).streak == 2
+
+    other = AlarmSettings.of({**recorded, "objective": "roc_auc"})
+    rows = [_decay_verdict(2, new), _decay_verdict(1, other)]
+    decision = decide(policy, rows, last_event_at=None, now=T0 + DAY)
+    assert (decision.streak, decision.settings_changed) == (
+        1,
+        ('objective: "roc_auc" -> "accuracy"',),
+    )
