@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_register)
 
-    p = sub.add_parser("promote", help="make a version the champion, or ask for approval")
+    p = sub.add_parser("promote", help="make a version champion, or ask for approval (exit 3)")
     p.add_argument("model", type=_model)
     p.add_argument("version", type=_int_in("version", 1, MAX_ID))
     p.add_argument("--reason", type=_reason, required=True)

@@ -83,11 +83,11 @@ def test_register_promote_approve_rollback_round_trip(
     assert "registered credit version 1 (shadow)" in out
     assert "registered credit version 2 (shadow)" in out
 
-    assert run(config, "promote", "credit", "1", "--reason", "the first champion") == 0
+    assert run(config, "promote", "credit", "1", "--reason", "the first champion") == 3
     assert "waits for an approver (request 1): regulated model" in capsys.readouterr().out
     assert run(config, "approve", "1", "--reason", "reviewed", actor="bob") == 0
     assert "credit version 1 is champion" in capsys.readouterr().out
-    assert run(config, "promote", "credit", "2", "--reason", "won the A/B test") == 0
+    assert run(config, "promote", "credit", "2", "--reason", "won the A/B test") == 3
     out = capsys.readouterr().out
     assert "waits for an approver (request 2): regulated model" in out
     assert run(config, "approve", "2", "--reason", "mine") == 2  # alice asked: refused
@@ -125,8 +125,8 @@ def test_an_approval_that_promotes_nothing_fails_with_the_reason(
     for _ in range(2):
         register = ("register", "credit", str(onnx), "--task", "binary", "--features", features)
         assert run(config, *register) == 0
-    assert run(config, "promote", "credit", "1", "--reason", "first") == 0  # request 1
-    assert run(config, "promote", "credit", "2", "--reason", "also first") == 0  # request 2
+    assert run(config, "promote", "credit", "1", "--reason", "first") == 3  # request 1
+    assert run(config, "promote", "credit", "2", "--reason", "also first") == 3  # request 2
     assert run(config, "approve", "1", "--reason", "ok", actor="bob") == 0
     capsys.readouterr()
     # request 2 was made when there was no champion; version 1 is champion now
@@ -269,7 +269,7 @@ def test_a_reason_of_the_longest_length_is_taken(
 ) -> None:
     _register(config, tmp_path, trained[0])
     words = "r" * MAX_REASON_LENGTH
-    assert run(config, "promote", "credit", "1", "--reason", words) == 0
+    assert run(config, "promote", "credit", "1", "--reason", words) == 3
     assert "waits for an approver (request 1)" in capsys.readouterr().out
     with _store(config) as store:
         assert store.get_approval(1).reason == words
@@ -618,11 +618,11 @@ def test_promote_approve_and_rollback_write_the_versions_reports_as_the_api_does
         onnx.write_bytes(model.onnx)
         assert run(config, "register", "credit", str(onnx), "--task", "binary",
                    "--features", features) == 0  # fmt: skip
-    assert run(config, "promote", "credit", "1", "--reason", "first") == 0  # waits
+    assert run(config, "promote", "credit", "1", "--reason", "first") == 3  # waits
     assert not reports.exists()
     assert run(config, "approve", "1", "--reason", "reviewed", actor="bob") == 0
     assert "promote" in (reports / "credit-v1.md").read_text(encoding="utf-8")
-    assert run(config, "promote", "credit", "2", "--reason", "better") == 0
+    assert run(config, "promote", "credit", "2", "--reason", "better") == 3
     assert run(config, "approve", "2", "--reason", "reviewed", actor="bob") == 0
     assert (reports / "credit-v2.html").exists()
     assert run(config, "rollback", "credit", "--reason", "worse") == 0

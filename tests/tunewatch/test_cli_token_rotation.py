@@ -129,7 +129,7 @@ def test_a_cli_self_approval_is_audited_as_denied(
     deployment: Deployment, capsys: pytest.CaptureFixture[str]
 ) -> None:
     d = deployment
-    assert d.cli("promote", "loans", "2", "--reason", "ready", actor="alice") == 0
+    assert d.cli("promote", "loans", "2", "--reason", "ready", actor="alice") == 3
     [approval] = d.daemon.store.list_approvals(status="pending")
     assert d.cli("approve", str(approval.id), "--reason", "fine", actor="alice") == 2
     assert "another person must decide it" in capsys.readouterr().err

@@ -81,9 +81,9 @@ def test_the_cli_refuses_to_promote_under_a_config_that_misnames_the_model(
     assert "models.0.name" in err and "case-sensitive" in err
     with Store.open(f"sqlite:///{credit / 'tunewatch.db'}") as store:
         assert store.champion(MODEL).version == 1  # type: ignore[union-attr]
-    # the exact name: the promotion waits for an approver
+    # the exact name: the promotion waits for an approver (exit 3: not promoted yet)
     _write(config, _config(credit, [{"name": MODEL, "task": "binary", "regulated": True}]))
-    assert main([*argv, "promote", MODEL, "2", "--reason", "r"]) == 0
+    assert main([*argv, "promote", MODEL, "2", "--reason", "r"]) == 3
     assert "waits for an approver" in capsys.readouterr().out
     # approving under the misnamed config is refused as promoting is; then approved
     bob = ["--config", str(config), "--actor", "bob"]

@@ -136,6 +136,12 @@ def cmd_register(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``tunewatch promote``'s exit status when it asked for an approval and promoted nothing
+#: (yet): not 0, which a script (``tunewatch promote … && deploy``) read as promoted, nor 1
+#: or 2, a failure or a refusal.
+WAITS_FOR_APPROVER = 3
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
     from tunewatch._governance import promote
     from tunewatch._open_store import check_stored_models, open_store
@@ -170,7 +176,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
             f"(request {a.id}): {'; '.join(a.rules)}"
         )
         print(f"another person runs: tunewatch approve {a.id} --reason '...'")
-        return 0
+        return WAITS_FOR_APPROVER
     assert outcome.champion is not None
     if outcome.unchanged:
         print(
