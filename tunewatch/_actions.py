@@ -40,10 +40,16 @@ OUTCOMES: tuple[str, ...] = (*SETTLED, "suppressed")
 #: Every event type a dispatcher handles, and the scheduler's leader counts from the store
 #: (``tunewatch_events_total{type}``, :mod:`tunewatch._event_counts`).
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
+#: The events counted in ``tunewatch_events_total``: the trigger events, and the rollback
+#: watch's own, a rollback it carried out and one refused (the previous champion's
+#: artefact unreadable: alerted on by the shipped TunewatchRollbackFailed rule).
+COUNTED_EVENTS: tuple[str, ...] = (*EVENT_TYPES, "rollback_triggered", "rollback_failed")
 
 
 def count_events_from_zero(metrics: ServingMetrics, model: str) -> None:
-    """Export ``model``'s ``tunewatch_events_total`` at 0 for every event type before its
+    """Export ``model``'s ``tunewatch_events_total`` at 0 for every event counted
+    (:data:`COUNTED_EVENTS`; the rollback watch's ``rollback_failed``, stored once per
+    test, was born at 1 and stayed there, and its rule never paged) before its
     first event (:meth:`ServingMetrics.start_at_zero`): created at the event, the first of
     each (model, type) in a process read 1, which ``increase()`` cannot count, and the
     dashboard's "Events raised" panel missed it. ``tunewatch_notifications_total`` too:
@@ -54,7 +60,7 @@ def count_events_from_zero(metrics: ServingMetrics, model: str) -> None:
     (models registered without configuration included). Called as well for the
     configured models when a dispatcher is built and for every model the runtime serves,
     in every process: one that takes the lease later counts on from 0."""
-    ServingMetrics.start_at_zero(metrics.events, *((model, event) for event in EVENT_TYPES))
+    ServingMetrics.start_at_zero(metrics.events, *((model, event) for event in COUNTED_EVENTS))
     ServingMetrics.start_at_zero(metrics.notifications, *((model, event) for event in EVENT_TYPES))
 
 

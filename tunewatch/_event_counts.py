@@ -5,7 +5,7 @@ reads the events stored since the last it read, whichever process recorded them.
 Counted in the process that decided them, a ``do: notify`` decided by ``tunewatch
 compare`` or ``tunewatch evaluate`` (a command's throwaway registry) or by a replica no
 Prometheus scrapes reached nobody: the daemon's ``/metrics`` stayed at 0 and the shipped
-``TunewatchNotification`` rule never fired. Every ``EVENT_TYPES`` event counts in
+``TunewatchNotification`` rule never fired. Every ``COUNTED_EVENTS`` event counts in
 ``tunewatch_events_total{model, type}``, and every ``action_taken`` whose action is
 ``notify`` in ``tunewatch_notifications_total{model, event}`` (its trigger event).
 
@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from monitor import ServingMetrics
-from tunewatch._actions import EVENT_TYPES
+from tunewatch._actions import COUNTED_EVENTS
 from tunewatch.store import Event, Store
 
 if TYPE_CHECKING:  # the scheduler imports this module: its Task is read at the call
@@ -53,10 +53,9 @@ GAP_WAIT_S = 60.0
 #: The ids read past held at most (the newest): each is in the next runs' queries.
 MAX_GAPS = 200
 
-#: The trigger events, and the rollback watch's own: a rollback it carried out, and one
-#: refused (the previous champion's artefact unreadable: retried every comparison run, and
-#: alerted on by the shipped TunewatchRollbackFailed rule, where it was seen nowhere).
-_COUNTED = frozenset(EVENT_TYPES) | {"rollback_triggered", "rollback_failed"}
+#: The events counted (:data:`tunewatch._actions.COUNTED_EVENTS`: the trigger events and
+#: the rollback watch's own, exported at 0 from the same tuple).
+_COUNTED = frozenset(COUNTED_EVENTS)
 
 
 class EventCounts:

@@ -81,6 +81,17 @@ def test_a_daemon_exports_every_event_type_of_a_configured_model_at_zero(
         assert f'tunewatch_events_total{{model="credit",type="{event}"}} 0.0' in lines, event
 
 
+@pytest.mark.parametrize("event", ["rollback_triggered", "rollback_failed"])
+def test_a_daemon_exports_the_rollback_watch_s_events_at_zero(
+    leader: tuple[Daemon, set[str]], event: str
+) -> None:
+    """The rollback watch's events are counted too: ``rollback_failed`` is stored once
+    per test, so a series born at 1 stayed at 1 and ``TunewatchRollbackFailed``
+    (``increase(…[1d]) > 0``) never paged for a model's first refused rollback."""
+    _, lines = leader
+    assert f'tunewatch_events_total{{model="credit",type="{event}"}} 0.0' in lines
+
+
 def test_a_scoring_replica_exports_a_configured_model_s_events_at_zero(
     trained: list[ExampleModel], tmp_path: Path
 ) -> None:
