@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
@@ -23,6 +23,12 @@ logger = logging.getLogger(__name__)
 # the frame under these names): the champion's prediction, and the label.
 PREDICTION_COLUMN = "__prediction__"
 LABEL_COLUMN = "__label__"
+
+
+def drift_columns(feature_names: Sequence[str]) -> tuple[str, ...]:
+    """Every column drift may test: the features, the prediction and the label, each
+    exported as a feature is (``tunewatch_drift_share`` counts all of them)."""
+    return (*feature_names, PREDICTION_COLUMN, LABEL_COLUMN)
 
 
 class ColumnDriftSpec(_Frozen):

@@ -18,6 +18,7 @@ import numpy as np
 
 from monitor import ColumnDriftConfig, DriftDetector, DriftError, ServingMetrics
 from tunewatch._config import ModelConfig
+from tunewatch._config_evaluation import drift_columns
 from tunewatch._drift_frame import LABEL, drift_frame
 from tunewatch._drift_report_rows import judged_rows_record
 from tunewatch._evaluation_baseline import Baseline, NoBaseline
@@ -121,7 +122,7 @@ def drift_verdict(
     tested = {
         c.column: (c.method, c.statistic, c.drifted) for c in testable if c.statistic is not None
     }
-    m.set_feature_drift(model.name, {f: tested.get(f) for f in model.feature_names})
+    m.set_feature_drift(model.name, {c: tested.get(c) for c in drift_columns(model.feature_names)})
     payload = {
         "alarm": bool(result.dataset_drift),
         "drifted_share": result.drifted_share,

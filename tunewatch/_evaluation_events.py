@@ -32,6 +32,7 @@ from monitor import ServingMetrics
 from monitor.objectives import make_objective
 from tunewatch._actions import SETTLED, Dispatcher, owed_by_its_action
 from tunewatch._config import ModelConfig
+from tunewatch._config_evaluation import drift_columns
 from tunewatch._evaluation_estimate import export_estimate, forget_estimate
 from tunewatch._evaluation_history import latest as stored_last
 from tunewatch._evaluation_history import verdicts
@@ -357,7 +358,7 @@ def _export_drift(metrics: ServingMetrics, model: ModelRow, row: EvaluationRow |
         for c in row.payload.get("columns", [])
         if c["status"] != "insufficient_data" and c["statistic"] is not None
     }
-    m.set_feature_drift(model.name, {f: tested.get(f) for f in model.feature_names})
+    m.set_feature_drift(model.name, {c: tested.get(c) for c in drift_columns(model.feature_names)})
 
 
 def _export_decay(

@@ -14,9 +14,11 @@ from monitor import ServingMetrics
 from tests.tunewatch.conftest import MODEL, Clock, feed, make_daemon
 from tunewatch._background import BackgroundServer
 from tunewatch._config import build_config
+from tunewatch._config_evaluation import LABEL_COLUMN, PREDICTION_COLUMN
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
 from tunewatch._scheduler import Scheduler
+from tunewatch.store import LabelItem
 
 # an hour between scheduled runs: none runs while a test looks
 MODELS = [{"name": MODEL, "task": "binary", "evaluation": {"interval_s": 3600, "window_rows": 600}}]
@@ -177,3 +179,32 @@ def test_a_new_leader_exports_the_stored_decay_figures_as_the_run_did(
     d.close()
     assert value("tunewatch_decay_slope_per_day", {"model": MODEL}) is None
     assert value("tunewatch_objective_realised", {**realised, "objective": "accuracy"}) is None
+
+
+def test_the_label_s_and_the_prediction_s_drift_are_exported_as_a_feature_s(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """``tunewatch_drift_share`` counts the prediction and the label when drift tests
+    them, and the shipped rule says ``tunewatch_feature_drifted`` names each column it
+    counts: a label-only drift (concept drift) raised the share with every series at 0,
+    naming nothing, by the run and by a new leader."""
+    evaluation = {"interval_s": 3600, "window_rows": 600, "decay": {"maturity_s": 3600}}
+    models = [{"name": MODEL, "task": "binary", "evaluation": evaluation}]
+    d, _ = make_daemon(tmp_path, trained, extra={"models": models, "tuning": {"workers": 0}})
+    with BackgroundServer(d.app) as server:
+        feed(d, Clock(), 0, 600, shift=0.0, seed=1, labels=False)  # features as the reference
+        d.store.add_labels(MODEL, [LabelItem(request_id=f"r{i}", value=1.0) for i in range(600)])
+        [drift] = [r for r in d.evaluator.evaluate(MODEL) if r.kind == "drift"]
+        lines = _evaluation_lines(server.url)
+    d.close()
+    assert drift.payload["drifted_columns"] == [LABEL_COLUMN]
+    assert f'tunewatch_feature_drifted{{feature="{LABEL_COLUMN}",model="credit"}} 1.0' in lines
+    assert f'tunewatch_feature_drifted{{feature="{PREDICTION_COLUMN}",model="credit"}} 0.0' in lines
+
+    extra = {"data_dir": str(tmp_path), "scheduler": {"enabled": False}, "models": models}
+    second = Daemon(build_config(extra, env={}), env={})
+    try:
+        value = _taken_over(second).registry.get_sample_value
+    finally:
+        second.close()
+    assert value("tunewatch_feature_drifted", {"model": MODEL, "feature": LABEL_COLUMN}) == 1.0
