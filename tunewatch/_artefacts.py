@@ -44,6 +44,11 @@ _NOT_A_DIRECTORY_ERRNOS = frozenset({errno.EEXIST, errno.ENOTDIR, errno.ENOENT, 
 #: uploads' limit: lowered below a champion's size, it took the champion out of service.)
 MAX_ONNX_BYTES = 2**31
 
+#: How the temporary file of a write in progress is named, in its shard directory, until it
+#: is renamed to the artefact's: one a killed write left is deleted by
+#: :func:`tunewatch._artefact_sweep.sweep_temporaries` once it is stale.
+TEMPORARY_PREFIX = ".tmp-"
+
 #: What a file that is not a regular one is, for a message.
 _KINDS = (
     (stat.S_ISCHR, "a character device"),
@@ -180,7 +185,7 @@ class ArtefactStore:
         try:
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=TEMPORARY_PREFIX)
             except OSError as exc:
                 if exc.errno in _NOT_A_DIRECTORY_ERRNOS:
                     raise DatabaseUnavailableError(

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from monitor import ServingMetrics
 from tunewatch._actions import Dispatcher
 from tunewatch._approval_rules import store_configured_safe_ranges
+from tunewatch._artefact_sweep import start_sweep
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._auth import Authenticator
 from tunewatch._bootstrap_token import ensure_bootstrap_token, warn_of_bootstrap_lookalikes
@@ -226,6 +227,10 @@ class Daemon:
         self._started = False
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
+        #: the sweep of the temporary files killed artefact writes left, started at the
+        #: first start and ended (between two shard directories) by :meth:`close`
+        self.temporaries_sweep: threading.Thread | None = None
+        self._sweep_stop = threading.Event()
         self._refresh_outage = OutageLog(
             logger,
             what="lineup refresh",
@@ -307,6 +312,10 @@ class Daemon:
             return
         warn_of_unshared_tuning_storage(self.config, self.store)
         try:
+            if self.temporaries_sweep is None:  # in the background: serving does not wait
+                self.temporaries_sweep = start_sweep(
+                    self.config.artefact_dir, stop=self._sweep_stop
+                )
             self.runtime.start()
             self._stop.clear()
             self._refresher = threading.Thread(
@@ -323,6 +332,7 @@ class Daemon:
                 if self._refresher is not None:
                     self._refresher.join(10)
                     self._refresher = None
+                self._stop_sweep()
                 self.runtime.close()
 
     def close(self) -> None:
@@ -339,9 +349,17 @@ class Daemon:
             self._stop.set()
             if self._refresher is not None:
                 self._refresher.join(10)
+            self._stop_sweep()
             self.runtime.close()
             self._started = False
         self.store.close()
+
+    def _stop_sweep(self) -> None:
+        """End the sweep of temporary artefact files, if it still runs: it stops after the
+        shard directory it is in."""
+        self._sweep_stop.set()
+        if self.temporaries_sweep is not None:
+            self.temporaries_sweep.join(10)
 
     def _refresh_loop(self) -> None:
         while not self._stop.wait(self.config.scoring.refresh_s):
