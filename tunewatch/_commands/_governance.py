@@ -402,9 +402,12 @@ def cmd_tokens(args: argparse.Namespace) -> int:
             row = store.revoke_token(args.name, actor=actor, details=details)
             print(f"token {row.name!r} revoked")
         else:
-            for t in store.list_tokens():
-                state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "active"
-                print(f"{shown(t.name):<30} {t.role:<13} {state}")
+            for t in store.list_tokens():  # to the second in UTC, as the audit log shows
+                state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M:%S}Z" if t.revoked_at else "active"
+                print(
+                    f"{shown(t.name):<30} {t.role:<13} created {t.created_at:%Y-%m-%d %H:%M:%S}Z "
+                    f"{state}"
+                )
     finally:
         store.close()
     return 0
