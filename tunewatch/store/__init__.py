@@ -13,6 +13,7 @@ from ._engine import make_engine, redact_url
 from ._evaluations import EvaluationRow, NewEvaluation
 from ._governance import MAX_REASON_LENGTH, ApprovalRow
 from ._jobs import JobAudit, JobRow, JobStatus
+from ._registry_reads import ModelSummary, VersionLineup
 from ._registry_rows import MAX_NAME as MAX_MODEL_NAME
 from ._registry_rows import NO_CHAMPION, check_feature_names, check_version_text, valid_model_name
 from ._retention import PurgeCounts
@@ -66,6 +67,7 @@ __all__ = [
     "MAX_REASON_LENGTH",
     "MAX_UNIT_KEY_LENGTH",
     "ModelRow",
+    "ModelSummary",
     "NO_CHAMPION",
     "NewEvaluation",
     "OutputRecord",
@@ -81,6 +83,7 @@ __all__ = [
     "Task",
     "TokenRow",
     "UTCDateTime",
+    "VersionLineup",
     "VersionRow",
     "Window",
     "canonical_json",

@@ -2,9 +2,10 @@
 
 The part of :class:`~._store.Store` that reads and changes the model registry: each
 method opens one transaction and delegates to ``_registry_rows`` (models, versions,
-stages, promotion), ``_champion_history`` (the champions over time), ``_safe_ranges``
-(the promotion safe ranges a daemon's config stored), ``_stage_changes`` (a stage move
-that reports whether it was written) or ``_artefact_blobs`` (artefacts' bytes).
+stages, promotion), ``_registry_reads`` (a page of models with their line-ups),
+``_champion_history`` (the champions over time), ``_safe_ranges`` (the promotion safe
+ranges a daemon's config stored), ``_stage_changes`` (a stage move that reports whether
+it was written) or ``_artefact_blobs`` (artefacts' bytes).
 """
 
 from __future__ import annotations
@@ -13,10 +14,17 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from . import _artefact_blobs, _champion_history, _registry_rows, _safe_ranges, _stage_changes
+from . import (
+    _artefact_blobs,
+    _champion_history,
+    _registry_reads,
+    _registry_rows,
+    _safe_ranges,
+    _stage_changes,
+)
 from ._champion_history import ChampionHistory
 from ._front_base import StoreFront
-from ._registry_reads import ModelLineup, VersionLineup
+from ._registry_reads import ModelLineup, ModelSummary, VersionLineup
 from ._stage_changes import StageMove
 from ._types import HeldLease, ModelRow, Stage, StoredSafeRanges, Task, VersionRow
 
@@ -58,8 +66,17 @@ class RegistryFront(StoreFront):
             return _registry_rows.get_model(conn, name)
 
     def list_models(self) -> list[ModelRow]:
+        """Every model, by name. To serve a request, read :meth:`model_page` instead."""
         with self._read("list_models") as conn:
             return _registry_rows.list_models(conn)
+
+    def model_page(self, *, limit: int, after: str | None = None) -> list[ModelSummary]:
+        """The first ``limit`` models named after ``after`` (from the first when ``None``),
+        by name in code point order on both backends, each with its champion's and
+        shadows' numbers and its count of versions: read in one statement, whatever the
+        page's size, without reading any version whole."""
+        with self._read("model_page") as conn:
+            return _registry_reads.model_page(conn, limit=limit, after=after)
 
     def add_version(
         self,

@@ -6,8 +6,9 @@ A model keeps every version a tuning job registered, each with its details (fold
 scores, warm-start plan, importances: kilobytes each), so what serves a request reads
 them a page at a time (:func:`version_page`), the served ones only
 (:func:`lineup_versions`, and with those taken out of service since a time
-:func:`versions_served_since`) or not at all (:func:`version_lineup`, :func:`lineups`);
-:func:`list_versions` reads them all, for the callers that need every one."""
+:func:`versions_served_since`) or not at all (:func:`version_lineup`, :func:`lineups`,
+and for a page of models :func:`model_page`); :func:`list_versions` reads them all, for
+the callers that need every one."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from typing import Any, NoReturn, cast
 
 from sqlalchemy import Connection, Join, Row, Select, and_, func, or_, select, true
 
-from .._errors import NotFoundError
-from ._registry_text import _possible_name
+from .._errors import InvalidValueError, NotFoundError
+from ._registry_text import _FEATURE_NAME_RULE, _possible_name
 from ._safe_ranges import decode as decode_safe_ranges
 from ._schema import hyperparameter_sets, model_versions, models, promotion_safe_ranges
 from ._types import STAGES, ModelRow, Stage, Task, VersionRow, check_choice
@@ -144,6 +145,70 @@ def version_lineup(conn: Connection, model: str) -> VersionLineup:
         challengers=tuple(r.version for r in rows if r.stage == "shadow"),
         total=int(rows[0].total),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSummary:
+    """A model's row and its :class:`VersionLineup`, as a page of models lists it."""
+
+    model: ModelRow
+    lineup: VersionLineup
+
+
+def model_page(conn: Connection, *, limit: int, after: str | None = None) -> list[ModelSummary]:
+    """The first ``limit`` models named after ``after`` (from the first when ``None``),
+    ascending by name compared code point by code point (as SQLite compares text; not in
+    PostgreSQL's database collation, so a page is the same on both), each with its
+    :class:`VersionLineup`: a keyset page, no version read whole. One statement, so at one
+    moment on PostgreSQL too: the page's names, left-joined with each one's count of
+    versions and its champion's and shadows' numbers and stages (a row with no version
+    for a model serving none); its rows grow with the page's served versions, not with
+    the versions the models retired. ``after`` need not name a model, but must be a name
+    one could have (:class:`InvalidValueError` otherwise)."""
+    if after is not None and not _possible_name(after):
+        shown = after if len(after) <= 32 else after[:32] + "..."
+        raise InvalidValueError(
+            f"`after` {_FEATURE_NAME_RULE}, got {len(after)} characters: {shown!r}"
+        )
+    v = model_versions.c
+    name = models.c.name.collate("C") if conn.dialect.name == "postgresql" else models.c.name
+    named = select(models.c.name).order_by(name).limit(limit)
+    if after is not None:
+        named = named.where(name > after)
+    page = named.subquery("page")  # not a CTE: a statement that begins with SELECT
+    counted = (
+        select(v.model, func.count().label("total"))
+        .join(page, page.c.name == v.model)
+        .group_by(v.model)
+        .subquery()
+    )
+    serving = (
+        select(v.model, v.version, v.stage)
+        .join(page, page.c.name == v.model)
+        .where(v.stage.in_(_SERVED))
+        .subquery()
+    )
+    rows = conn.execute(
+        select(models, _STORED_RANGES, counted.c.total, serving.c.version, serving.c.stage)
+        .select_from(
+            _models_with_ranges()
+            .join(page, page.c.name == models.c.name)
+            .outerjoin(counted, counted.c.model == models.c.name)
+            .outerjoin(serving, serving.c.model == models.c.name)
+        )
+        .order_by(name, serving.c.version)
+    ).all()
+    out: list[ModelSummary] = []
+    for _, group in groupby(rows, key=lambda r: r.name):
+        model_rows = list(group)
+        served = [(r.stage, r.version) for r in model_rows if r.version is not None]
+        lineup = VersionLineup(
+            champion=next((n for stage, n in served if stage == "champion"), None),
+            challengers=tuple(n for stage, n in served if stage == "shadow"),
+            total=int(model_rows[0].total or 0),
+        )
+        out.append(ModelSummary(model=_model(model_rows[0]), lineup=lineup))
+    return out
 
 
 def lineup_versions(conn: Connection, model: str) -> list[VersionRow]:

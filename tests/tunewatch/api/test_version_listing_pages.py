@@ -218,7 +218,7 @@ def test_model_answers_are_unchanged_and_read_no_version_whole(served: Running) 
     with version_rows_read(served) as counts:
         every = _get(served, "/v1/models")
     assert every.status_code == 200, every.text
-    assert every.json() == {"models": [expected("credit"), expected("empty")]}
+    assert every.json() == {"models": [expected("credit"), expected("empty")], "next": None}
     assert expected("empty") | {"champion": None, "challengers": [], "versions": 0} == (
         expected("empty")
     )
