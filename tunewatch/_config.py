@@ -175,6 +175,16 @@ class Config(_Frozen):
                 "Optuna's tables and the store's share Alembic's version table there; give "
                 "it a database or schema of its own"
             )
+        archive = self.tuning.archive_storage_url
+        for other, named in (
+            (self.tuning_storage_url, "the tuning storage (`tuning.storage_url`)"),
+            (self.store_url, "the store's own database (`store.url`)"),
+        ):
+            if archive is not None and same_database(archive, other):
+                raise ValueError(
+                    f"`tuning.archive_storage_url` must not be {named}: archived studies are "
+                    "moved out of the tuning storage into a database or schema of their own"
+                )
         return self
 
     @model_validator(mode="after")
@@ -244,6 +254,19 @@ class Config(_Frozen):
         if self.tuning.storage_url is not None:
             return self.tuning.storage_url
         return f"sqlite:///{Path(self.data_dir).resolve() / 'optuna.db'}"
+
+    @property
+    def tuning_archive_url(self) -> str | None:
+        """Where old studies are archived (``tuning.archive_storage_url``); by default,
+        with the tuning storage this host's own SQLite file, one beside it
+        (``optuna-archive.db``); ``None`` with a ``tuning.storage_url`` set and no archive
+        named: a storage other hosts share needs an archive they all read, which only the
+        operator can name, so studies are not archived."""
+        if self.tuning.archive_storage_url is not None:
+            return self.tuning.archive_storage_url
+        if self.tuning.storage_url is None:
+            return f"sqlite:///{Path(self.data_dir).resolve() / 'optuna-archive.db'}"
+        return None
 
     @property
     def artefact_dir(self) -> Path:
@@ -430,12 +453,11 @@ def build_config(
         if not blank(url):  # validation refuses a blank one (`beside` read it as a path)
             data["store"] = {**store, "url": beside(url, file_base, "store.url", source)}
     tuning = data.get("tuning")
-    storage = tuning.get("storage_url") if isinstance(tuning, Mapping) else None
-    if isinstance(tuning, Mapping) and isinstance(storage, str) and not blank(storage):
-        data["tuning"] = {
-            **tuning,
-            "storage_url": beside(storage, file_base, "tuning.storage_url", source),
-        }
+    for key in ("storage_url", "archive_storage_url"):
+        storage = tuning.get(key) if isinstance(tuning, Mapping) else None
+        if isinstance(tuning, Mapping) and isinstance(storage, str) and not blank(storage):
+            tuning = {**tuning, key: beside(storage, file_base, f"tuning.{key}", source)}
+            data["tuning"] = tuning
     _refuse_at_in_host(data, env, source)
     version = data.get("version", CONFIG_VERSION)
     if isinstance(version, int) and version > CONFIG_VERSION:
@@ -459,6 +481,7 @@ def _refuse_at_in_host(data: Mapping[str, Any], env: Mapping[str, str], source: 
     for key, section, field in (
         (named, store, "url"),
         ("`tuning.storage_url`", tuning, "storage_url"),
+        ("`tuning.archive_storage_url`", tuning, "archive_storage_url"),
     ):
         url = section.get(field) if isinstance(section, Mapping) else None
         if isinstance(url, str) and host_holds_at(url):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from tunewatch._config_base import MAX_DURATION_S
 from tunewatch._config_base import Frozen as _Frozen
@@ -216,15 +216,25 @@ class TuningConfig(_Frozen):
     # host a retune's trials took the cores from scoring (bench/worker_priority.py: p50
     # 3.12 ms at nice 0 against 0.69 ms without workers; 0.72 ms at 19). 0 leaves it.
     worker_nice: int = Field(default=19, ge=0, le=19)
+    # The studies of jobs that finished (succeeded, failed or were cancelled) more than this
+    # many days ago, by the database's clock, are moved to `archive_storage_url` once a day
+    # by the scheduler's leader (tunewatch._study_archive); warm start, the dashboard and
+    # the report read them there. null keeps every study in `storage_url`.
+    archive_after_days: float | None = Field(default=90.0, gt=0, le=MAX_DURATION_S / 86_400)
+    # Where archived studies go (Config.tuning_archive_url): default, with `storage_url`
+    # unset, SQLite under data_dir (optuna-archive.db); with `storage_url` set (shared by
+    # hosts), none: archiving is off until this names a storage every host reads.
+    archive_storage_url: str | None = None
 
-    @field_validator("storage_url")
+    @field_validator("storage_url", "archive_storage_url")
     @classmethod
-    def _openable(cls, value: str | None) -> str | None:
+    def _openable(cls, value: str | None, info: ValidationInfo) -> str | None:
         if blank(value):  # it read as none: a new SQLite file under data_dir
+            default = "optuna.db" if info.field_name == "storage_url" else "optuna-archive.db"
             raise ValueError(
                 "must not be blank (empty or spaces only, as a template rendered blank "
                 "writes it): leave the key out, or null, for SQLite under `data_dir` "
-                "(optuna.db)"
+                f"({default})"
             )
         value = without_nul(value, "a database URL or journal file", url=True)
         return None if value is None else openable_storage(value)

@@ -108,6 +108,7 @@ from tunewatch._scheduler_jobs import (
 from tunewatch._scheduler_lease import LEASE, Lease, Renewal
 from tunewatch._scheduler_renewal import Renewals
 from tunewatch._scheduler_runs import NO_SKIP_WARNINGS, SKIP_LOG_EVERY_S, RunAccounts
+from tunewatch._study_archive import archive_task
 from tunewatch._tuning_metrics import tuning_task
 from tunewatch.store import Store
 
@@ -161,6 +162,7 @@ class Scheduler:
         if retention_days is not None:
             files = ArtefactStore(config.artefact_dir, store=store)  # drift reports' files
             self.tasks.append(purge_task(store, retention_days, stop=self._stop, artefacts=files))
+        self.tasks.extend(self._archiving(store, config))
         # the events and notifications stored by any process, counted here (_event_counts)
         self.event_counts = None if metrics is None else EventCounts(store, metrics, now=now)
         if metrics is not None:  # the running re-tuning jobs' progress, on /metrics
@@ -208,6 +210,28 @@ class Scheduler:
         # runs late. A run due while the previous one runs is skipped: count and log it.
         self._aps.add_listener(self._runs.skipped, EVENT_JOB_MAX_INSTANCES)
         logging.getLogger("apscheduler.scheduler").addFilter(NO_SKIP_WARNINGS)
+
+    def _archiving(self, store: Store, config: Config) -> list[Task]:
+        """The daily archiving of old studies (:mod:`tunewatch._study_archive`), unless
+        ``tuning.archive_after_days`` is null, or no archive is named for a configured
+        tuning storage (said once, here)."""
+        days, archive = config.tuning.archive_after_days, config.tuning_archive_url
+        if days is None:
+            return []
+        if archive is None:
+            logger.warning(
+                "old Optuna studies are not archived: `tuning.storage_url` is set and "
+                "`tuning.archive_storage_url` is not (a storage other hosts share needs an "
+                "archive they all read); name one, or set `tuning.archive_after_days: null` "
+                "to keep every study in the tuning storage"
+            )
+            return []
+        storage = config.tuning_storage_url
+        return [
+            archive_task(
+                store, storage=storage, archive=archive, archive_after_days=days, stop=self._stop
+            )
+        ]
 
     @property
     def leader(self) -> bool:

@@ -359,6 +359,7 @@ class TuningJobRunner:
             objective=objective,
             freeze_below=cfg.tuning.freeze_unimportant_below,
             seed=tj.seed,
+            archive=self.config.tuning_archive_url,
         )
         predictor, ceiling, unscreened = serving_cost(
             self.store, model.name, cfg, self._parent(model, job), space, job.created_at

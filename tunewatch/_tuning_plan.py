@@ -52,6 +52,7 @@ def warm_start_plan(
     objective: Objective,
     freeze_below: float | None = None,
     seed: int = 0,
+    archive: str | None = None,
 ) -> WarmStartPlan | None:
     """The warm start learned from the studies of ``model``'s last succeeded jobs still in
     ``storage`` that were tuned for ``objective`` (another objective's losses rank
@@ -64,7 +65,9 @@ def warm_start_plan(
     notes count the studies left out, missing from ``storage`` or tuned for another
     objective (a plan of notes only, if all were). A study tuned before studies recorded
     their objective is read as tuned for the one its version names
-    (:func:`_read_unrecorded_objectives`)."""
+    (:func:`_read_unrecorded_objectives`). A study archived (``archive``:
+    ``Config.tuning_archive_url``; :mod:`tunewatch._study_archive`) is read from the
+    archive, as it was from ``storage``."""
     if kind == "none":
         return WarmStartPlan(strategies=(WARM_START_OFF,))
     if freeze_below is not None and kind not in ("box", "combined"):
@@ -77,7 +80,7 @@ def warm_start_plan(
         for j in reversed(store.list_jobs(model=model, status="succeeded", limit=HISTORY_JOBS))
         if j.result and "study" in j.result
     ]
-    studies = [h for h in earlier if study_progress(storage, h) is not None]
+    studies = [h for h in earlier if study_progress(storage, h, archive=archive) is not None]
     missing = _missing_note(model, [h for h in earlier if h not in studies])
     if not studies:
         return None if missing is None else WarmStartPlan(notes=(missing,))
@@ -88,7 +91,7 @@ def warm_start_plan(
         "combined": Combined(freeze=freeze),
     }
     history, read = _read_unrecorded_objectives(
-        store, model, load_history(storage, studies), objective
+        store, model, load_history(storage, studies, archive=archive), objective
     )
     left_out = history.left_out_for(objective)
     if left_out is None:

@@ -13,9 +13,11 @@ A front over one module per job: :mod:`._storage` (opening, closing, translating
 trials), :mod:`._reads` (history, its importances, progress), :mod:`._importances` (a
 finished study's importances), :mod:`._logs` (Optuna's log of a trial failed on purpose,
 on one line), :mod:`._pins` (what a shared study pins for its workers: its token and its
-heartbeat interval).
+heartbeat interval), :mod:`._archive` (moving a finished study to an archive storage,
+which the readers of :mod:`._reads` fall back to).
 """
 
+from retune._optuna._archive import archive_study, study_names
 from retune._optuna._handles import (
     OUTCOME,
     RUN_ATTR,
@@ -63,6 +65,7 @@ __all__ = [
     "TrialRecord",
     "_is_schema_setup_collision",
     "_narrow",
+    "archive_study",
     "begin_study",
     "close_storage",
     "load_history",
@@ -72,6 +75,7 @@ __all__ = [
     "ran",
     "rebuild_sampler",
     "study_importances",
+    "study_names",
     "study_pins",
     "study_progress",
 ]

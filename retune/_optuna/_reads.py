@@ -40,35 +40,49 @@ def load_history(
     storage: str,
     study_names: Sequence[str],
     *,
+    archive: str | None = None,
     open_storage: Callable[[str], optuna.storages.BaseStorage] = _open_for_reading,
 ) -> History:
     """Completed trials of ``study_names`` (oldest first), ranks normalised per study;
     a maximised study's values are negated, as every history value is a loss. Each
-    study's pinned objective is kept in :attr:`History.objectives`.
+    study's pinned objective is kept in :attr:`History.objectives`. A study missing from
+    ``storage`` is read from ``archive`` (where :func:`~retune._optuna._archive.archive_study`
+    moved it), when one is given.
 
     Every study is read through one storage, opened by ``open_storage`` (at the first
-    study) and closed after the last: opening one (an RDB's engine, its schema checked)
-    costs far more than reading a small study through it."""
+    study) and closed after the last, and the archive likewise (at the first study
+    missing from ``storage``): opening one (an RDB's engine, its schema checked) costs far
+    more than reading a small study through it."""
     items: list[HistoryTrial] = []
     objectives: dict[str, Mapping[str, Any] | None] = {}
-    backend: optuna.storages.BaseStorage | None = None  # one for all the studies
+    opened: dict[str, optuna.storages.BaseStorage] = {}  # one for all the studies, each
+
+    def read(url: str, name: str) -> optuna.Study | None:
+        if url not in opened:
+            opened[url] = open_storage(url)
+        try:
+            return optuna.load_study(study_name=name, storage=opened[url])
+        except KeyError:
+            return None
+
     try:
         for name in study_names:
             try:
-                if backend is None:
-                    backend = open_storage(storage)
-                study = optuna.load_study(study_name=name, storage=backend)
-                trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            except KeyError as exc:
-                raise WarmStartError(
-                    f"history study {name!r} does not exist in {_shown_storage(storage)!r}"
-                ) from exc
+                study = read(storage, name)
+                if study is None and archive is not None:
+                    study = read(archive, name)
+                if study is not None:
+                    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             except Exception as exc:  # classified: re-raised unless Optuna's or the storage's
                 if not isinstance(exc, OptunaError) and not _is_storage_error(exc):
                     raise
                 raise WarmStartError(
                     f"cannot read history study {name!r}: {type(exc).__name__}: {exc}"
                 ) from exc
+            if study is None:
+                raise WarmStartError(
+                    f"history study {name!r} does not exist in {_where(storage, archive)}"
+                )
             if len(study.directions) != 1:
                 raise WarmStartError(
                     f"history study {name!r} has {len(study.directions)} objectives; warm "
@@ -89,9 +103,15 @@ def load_history(
                         )
                     )
     finally:
-        if backend is not None:
+        for backend in opened.values():
             close_storage(backend)
     return History.from_trials(items, objectives=objectives)
+
+
+def _where(storage: str, archive: str | None) -> str:
+    """Where a missing study was looked for, for a message (passwords hidden)."""
+    shown = repr(_shown_storage(storage))
+    return shown if archive is None else f"{shown} nor in the archive {_shown_storage(archive)!r}"
 
 
 def _distribution(decl: IntParam | FloatParam | CategoricalParam) -> BaseDistribution:
@@ -165,18 +185,19 @@ class StudyProgress:
     cpu_s: float = 0.0
 
 
-def study_progress(storage: str, study_name: str) -> StudyProgress | None:
-    """Progress of ``study_name``, or ``None`` when it does not exist (yet)."""
+def study_progress(
+    storage: str, study_name: str, *, archive: str | None = None
+) -> StudyProgress | None:
+    """Progress of ``study_name``, or ``None`` when it does not exist (yet). A study
+    missing from ``storage`` is read from ``archive``, when one is given."""
     with _translated(study_name, "reading its progress", storage):
-        backend = make_storage(storage, heartbeat_interval=None)
-        try:  # a job's reporter reads every second: no connection is left to pile up
-            study = optuna.load_study(study_name=study_name, storage=backend)
-            trials = study.get_trials(deepcopy=False)
-            time = spent(study.user_attrs)  # the runs' records (retune._runs)
-        except KeyError:
-            return None
-        finally:
-            close_storage(backend)
+        read = _progress_of(storage, study_name)
+    if read is None and archive is not None:
+        with _translated(study_name, "reading its progress from the archive", archive):
+            read = _progress_of(archive, study_name)
+    if read is None:
+        return None
+    trials, time = read
     states = [t.state for t in trials]
     complete = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     # a stale trial's WAITING retry carries the killed attempt's outcome until it runs
@@ -194,3 +215,18 @@ def study_progress(storage: str, study_name: str) -> StudyProgress | None:
         wall_s=time["wall_s"],
         cpu_s=time["cpu_s"],
     )
+
+
+def _progress_of(
+    storage: str, study_name: str
+) -> tuple[list[optuna.trial.FrozenTrial], dict[str, float]] | None:
+    """Study ``study_name``'s trials and the time its runs spent, read from ``storage``
+    (opened for this read and closed after); ``None`` when it holds no such study."""
+    backend = make_storage(storage, heartbeat_interval=None)
+    try:  # a job's reporter reads every second: no connection is left to pile up
+        study = optuna.load_study(study_name=study_name, storage=backend)
+        return study.get_trials(deepcopy=False), spent(study.user_attrs)  # retune._runs
+    except KeyError:
+        return None
+    finally:
+        close_storage(backend)

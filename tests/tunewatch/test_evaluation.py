@@ -751,6 +751,7 @@ def test_degenerate_windows_are_insufficient_data_and_the_scheduler_survives_fai
         text = daemon.metrics.exposition().decode()
         _wait(lambda: _failed_evaluations(daemon, "broken") >= 2)
         assert scheduler.scheduled() == [
+            "archive_studies",  # old studies moved to the archive, daily
             "count_events",  # the events every process stored, counted by the leader
             "evaluate:broken",
             "evaluate:credit",
@@ -771,10 +772,10 @@ def test_only_one_scheduler_leads_and_another_takes_over(daemon: Daemon) -> None
     try:
         assert a.leader and not b.leader
         assert b.scheduled() == ["leadership"]
-        assert a.scheduled() == ["evaluate:credit", "leadership"]
+        assert a.scheduled() == ["archive_studies", "evaluate:credit", "leadership"]
         a.shutdown()  # releases the lease
         b._lead()
-        assert b.leader and b.scheduled() == ["evaluate:credit", "leadership"]
+        assert b.leader and b.scheduled() == ["archive_studies", "evaluate:credit", "leadership"]
     finally:
         b.shutdown()
 

@@ -165,6 +165,7 @@ def test_every_scheduled_job_is_named_after_what_it_runs_and_for_which_model(
     with overrunning(tmp_path, "evaluate:a") as run:
         jobs = run.scheduler._aps.get_jobs()
         assert {job.id for job in jobs} == {
+            "archive_studies",
             "count_events",
             "evaluate:a",
             "evaluate:b",

@@ -59,6 +59,7 @@ def test_models_without_a_schedule_get_no_retune_job(
         # export_tuning exports the running jobs' progress on /metrics; count_events
         # counts the events every process stored (tunewatch_events_total and notices).
         assert daemon.scheduler.scheduled() == [
+            "archive_studies",  # the leader moves old studies to the archive, daily
             "compare:credit",
             "count_events",
             "evaluate:credit",
@@ -197,7 +198,7 @@ def test_a_model_whose_jobs_cannot_be_built_does_not_stop_the_others(
     try:
         scheduler._lead()
         assert scheduler.leader
-        assert scheduler.scheduled() == ["evaluate:a", "evaluate:c"]
+        assert scheduler.scheduled() == ["archive_studies", "evaluate:a", "evaluate:c"]
         assert "model=b" in caplog.text and "no schedule for b" in caplog.text
     finally:
         store.release_lease("scheduler", scheduler.holder)
@@ -509,7 +510,7 @@ def test_a_model_whose_trigger_cannot_be_added_does_not_stop_the_others(
     try:
         scheduler._lead()
         assert scheduler.leader
-        assert scheduler.scheduled() == ["evaluate:a", "evaluate:c"]
+        assert scheduler.scheduled() == ["archive_studies", "evaluate:a", "evaluate:c"]
         assert "evaluate:b" in caplog.text
     finally:
         store.release_lease("scheduler", scheduler.holder)

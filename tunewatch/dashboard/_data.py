@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from retune import RetuneError, load_history
 from retune.warmstart import History
@@ -49,6 +49,9 @@ class Sources:
     store: Store
     runner: ComparisonRunner
     tuning_storage: str
+    #: where old studies are archived (``Config.tuning_archive_url``), read for a study
+    #: missing from ``tuning_storage``
+    tuning_archive: str | None = None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -276,12 +279,22 @@ def ab_results(
 # -- tuning -----------------------------------------------------------------------------------
 
 
+class _Load(Protocol):
+    """How :class:`TrialCache` reads studies: :func:`retune.load_history`'s signature."""
+
+    def __call__(
+        self, storage: str, study_names: Sequence[str], *, archive: str | None = None
+    ) -> History: ...
+
+
 class TrialCache:
     """Trial values of finished studies (they never change), loaded once per study.
 
     The studies a view asks for that are not cached yet are read in one call of ``load``
     (:func:`retune.load_history`: one storage opened for all of them; opened once per
-    study, a first view after a restart took 12 s for 100 studies). When that call fails,
+    study, a first view after a restart took 12 s for 100 studies), a study missing from
+    the storage from its archive, when one is given (:mod:`tunewatch._study_archive`): a
+    study's trials are the same in either, and cached as the storage's. When that call fails,
     they are read one at a time, so one unreadable study does not leave the others unread.
 
     A study that cannot be read (gone from the tuning storage, or the storage down) is
@@ -298,7 +311,7 @@ class TrialCache:
         *,
         clock: Callable[[], float] = time.monotonic,
         retry_after_s: float = 300.0,
-        load: Callable[[str, Sequence[str]], History] = load_history,
+        load: _Load = load_history,
     ) -> None:
         self._load = load
         self._values: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -308,16 +321,18 @@ class TrialCache:
         self._retry_after_s = retry_after_s
         self._lock = threading.Lock()
 
-    def trials(self, storage: str, study: str) -> list[dict[str, Any]] | None:
+    def trials(
+        self, storage: str, study: str, *, archive: str | None = None
+    ) -> list[dict[str, Any]] | None:
         """The trials of ``study`` (see :meth:`trials_of`)."""
-        return self.trials_of(storage, [study])[study]
+        return self.trials_of(storage, [study], archive=archive)[study]
 
     def trials_of(
-        self, storage: str, studies: Sequence[str]
+        self, storage: str, studies: Sequence[str], *, archive: str | None = None
     ) -> dict[str, list[dict[str, Any]] | None]:
         """Each study's completed trials (``number``, ``value`` and the ``best`` value so
         far, by number), or ``None`` for one that cannot be read (or could not be, less
-        than ``retry_after_s`` ago)."""
+        than ``retry_after_s`` ago), read from ``archive`` when ``storage`` lacks it."""
         names = list(dict.fromkeys(studies))
         found: dict[str, list[dict[str, Any]] | None] = {}
         mine: list[str] = []
@@ -337,7 +352,7 @@ class TrialCache:
                     self._reading[key] = threading.Event()
                     mine.append(name)
         try:
-            found.update(self._read(storage, mine))
+            found.update(self._read(storage, mine, archive))
         finally:
             with self._lock:
                 for name in mine:
@@ -350,12 +365,14 @@ class TrialCache:
                 found[name] = self._values.get((storage, name))
         return {name: found[name] for name in names}
 
-    def _read(self, storage: str, names: list[str]) -> dict[str, list[dict[str, Any]] | None]:
+    def _read(
+        self, storage: str, names: list[str], archive: str | None
+    ) -> dict[str, list[dict[str, Any]] | None]:
         if not names:
             return {}
         if len(names) > 1:
             try:
-                history = self._load(storage, names)
+                history = self._load(storage, names, archive=archive)
             except RetuneError as exc:
                 logger.info(
                     "cannot read %d studies at once (%s); reading them one at a time",
@@ -364,11 +381,13 @@ class TrialCache:
                 )
             else:
                 return {name: self._keep(storage, name, history) for name in names}
-        return {name: self._read_one(storage, name) for name in names}
+        return {name: self._read_one(storage, name, archive) for name in names}
 
-    def _read_one(self, storage: str, study: str) -> list[dict[str, Any]] | None:
+    def _read_one(
+        self, storage: str, study: str, archive: str | None
+    ) -> list[dict[str, Any]] | None:
         try:
-            history = self._load(storage, [study])
+            history = self._load(storage, [study], archive=archive)
         except RetuneError as exc:
             logger.warning(
                 "cannot read the trials of study %s (not tried again for %.0f s): %s",
@@ -425,7 +444,8 @@ def tuning(
     registered = {**versions_named(src.store, model, unshown), **shown}
     named = [(j, (j.result or {}).get("study") or j.progress.get("study")) for j in jobs]
     finished = [str(study) for j, study in named if study and j.status == "succeeded"]
-    read = trial_cache.trials_of(src.tuning_storage, finished)  # one read for all
+    # one read for all
+    read = trial_cache.trials_of(src.tuning_storage, finished, archive=src.tuning_archive)
     studies = []
     for j, study in named:
         trials = None

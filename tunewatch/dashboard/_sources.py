@@ -16,4 +16,5 @@ def sources(request: Request) -> Sources:
         store=ctx.runtime.store,
         runner=runner(request),
         tuning_storage=ctx.runtime.config.tuning_storage_url,
+        tuning_archive=ctx.runtime.config.tuning_archive_url,
     )
