@@ -58,7 +58,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
@@ -202,9 +202,17 @@ def backup(
             )
         ]
         tuning, not_copied = _tuning_storage(
-            config, data_dir, partial, timeout_s=timeout_s, stop=stop
+            config.tuning_storage_url, data_dir, partial, timeout_s=timeout_s, stop=stop
         )
         files += tuning
+        archive = config.tuning_archive_url
+        if archive is not None:  # after the storage: a study archived between the two
+            # copies was copied to the archive before it left the storage, so it is in one
+            archived, archive_not_copied = _tuning_storage(
+                archive, data_dir, partial, timeout_s=timeout_s, stop=stop, part="tuning archive"
+            )
+            files += archived
+            not_copied += archive_not_copied
         with writing("artefacts", f"{ARTEFACTS}/"):
             copied = copy_artefacts(config.artefact_dir, partial / ARTEFACTS)
         with writing("artefacts", f"those {STORE_FILE} names"):
@@ -398,12 +406,19 @@ def _checked(source: Path, target: Path, *, stop: threading.Event) -> int:
 
 
 def _tuning_storage(
-    config: Config, data_dir: Path, target: Path, *, timeout_s: float, stop: threading.Event
+    url: str,
+    data_dir: Path,
+    target: Path,
+    *,
+    timeout_s: float,
+    stop: threading.Event,
+    part: Literal["tuning storage", "tuning archive"] = "tuning storage",
 ) -> tuple[list[BackupFile], tuple[str, ...]]:
-    """Copy the tuning (Optuna) storage when it is a file under ``data_dir`` (the default
-    ``optuna.db``, or a SQLite file or journal configured there) to the same place under
-    ``target``; else say why it was not copied."""
-    url = config.tuning_storage_url
+    """Copy the tuning (Optuna) storage at ``url`` when it is a file under ``data_dir``
+    (the default ``optuna.db``, or a SQLite file or journal configured there) to the same
+    place under ``target``; else say why it was not copied. The archive of old studies
+    (``part``: ``tuning archive``, default ``optuna-archive.db``) likewise."""
+    noun = "the tuning storage" if part == "tuning storage" else "the archive of old studies"
     journal = "://" not in url
     if journal:
         path: Path | None = Path(url).expanduser()
@@ -412,19 +427,21 @@ def _tuning_storage(
         path = None if database is None else Path(database)
     if path is None:
         return [], (
-            f"the tuning storage at {redact_url(url)} is not a file: back it up with its "
-            "database's own tool (pg_dump for PostgreSQL)",
+            f"{noun} at {redact_url(url)} is not a file: back it up with its database's own "
+            "tool (pg_dump for PostgreSQL)",
         )
     path = Path(os.path.realpath(path))
     if data_dir not in path.parents:
         return [], (
-            f"the tuning storage {path} lies outside the data_dir: back it up on its own "
-            "(SQLite: VACUUM INTO; an Optuna journal: its complete lines)",
+            f"{noun} {path} lies outside the data_dir: back it up on its own (SQLite: "
+            "VACUUM INTO; an Optuna journal: its complete lines)",
         )
     if not path.is_file():
-        return [], (f"the tuning storage {path} does not exist yet: no job has tuned",)
+        if part == "tuning archive":  # no study is old enough yet: nothing to say
+            return [], ()
+        return [], (f"{noun} {path} does not exist yet: no job has tuned",)
     name = path.relative_to(data_dir)
-    with writing("tuning storage", name.as_posix()):
+    with writing(part, name.as_posix()):
         for folder in reversed(name.parents[:-1]):  # the ones between target and the file
             private_directory(target / folder)
         if journal:
@@ -433,13 +450,13 @@ def _tuning_storage(
             size = _snapshot(path, target / name, timeout_s=timeout_s, stop=stop)
     sidecars: tuple[Path, ...] = ()
     if journal:
-        what = "the tuning storage, its complete lines (an Optuna journal)"
+        what = f"{noun}, its complete lines (an Optuna journal)"
     else:
-        what = "the tuning storage, a snapshot (VACUUM INTO)"
+        what = f"{noun}, a snapshot (VACUUM INTO)"
         sidecars = _sidecars(path)
     copy = BackupFile(
         name=name.as_posix(),
-        part="tuning storage",
+        part=part,
         what=what,
         size_bytes=size,
         source=path,

@@ -34,7 +34,7 @@ ARTEFACTS = "artefacts"
 #: An artefact's file name: its SHA-256 and its suffix (``tunewatch._artefacts``).
 _ARTEFACT_NAME = re.compile(r"[0-9a-f]{64}\.[a-z0-9]{1,15}")
 
-Part = Literal["store", "tuning storage", "artefacts"]
+Part = Literal["store", "tuning storage", "tuning archive", "artefacts"]
 
 
 class WriteFailed(Exception):

@@ -87,6 +87,11 @@ def _tuning_storage(data_dir: Path) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(storage=f"sqlite:///{data_dir / 'optuna.db'}", study_name="s")
     study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=2)
+    # and one the leader archived (tuning.archive_after_days) to the default archive
+    archived = optuna.create_study(
+        storage=f"sqlite:///{data_dir / 'optuna-archive.db'}", study_name="old"
+    )
+    archived.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=3)
 
 
 @pytest.fixture(scope="module")
@@ -180,6 +185,10 @@ def test_backup_holds_the_tuning_storage_and_every_artefact_owner_only(taken: Ta
     assert f"artefacts/ {len(files)} files" in said, taken.out
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{taken.backup / 'optuna.db'}")
     assert len(study.trials) == 2
+    # the archived studies too: warm start and the dashboard read them there
+    assert "optuna-archive.db" in said, taken.out
+    archive = f"sqlite:///{taken.backup / 'optuna-archive.db'}"
+    assert len(optuna.load_study(study_name="old", storage=archive).trials) == 3
 
 
 def test_backup_directory_opens_as_a_data_dir_serving_the_champion_with_its_audit_chain(

@@ -81,10 +81,11 @@ def _restore_line(config: Config, result: BackupResult) -> str:
     where = f"data_dir: {result.directory}"
     if config.store.url is not None:
         where += f", store.url unset (or naming {result.directory / STORE_FILE})"
-    if config.tuning.storage_url is not None:
-        for file in result.files:
-            if file.part == "tuning storage":
-                where += f", tuning.storage_url naming {result.directory / file.name}"
+    for file in result.files:
+        if file.part == "tuning storage" and config.tuning.storage_url is not None:
+            where += f", tuning.storage_url naming {result.directory / file.name}"
+        if file.part == "tuning archive" and config.tuning.archive_storage_url is not None:
+            where += f", tuning.archive_storage_url naming {result.directory / file.name}"
     # a crash (kill -9) leaves a database's journal or write-ahead log beside it: copied in
     # beside it, SQLite replays it onto the copy (integrity_check fails)
     data_dir = Path(config.data_dir).resolve()
