@@ -55,6 +55,11 @@ def source(prepared: Path, tmp_path: Path) -> Iterator[Path]:
     config = {
         "data_dir": str(root / "data"),
         "store": {"url": f"sqlite:///{root}/db/source.db"},
+        # the archive of old studies beside the store, outside data_dir
+        "tuning": {
+            "storage_url": f"sqlite:///{root}/db/optuna.db",
+            "archive_storage_url": f"sqlite:///{root}/db/archive.db",
+        },
         "models": [model],
     }
     (root / "tw.yaml").write_text(json.dumps(config))
@@ -124,6 +129,7 @@ EXPORT_REFUSALS: dict[str, tuple[Callable[[Path], Path], str]] = {
         "the store's SQLite database's write-ahead log (",
     ),
     "the-config": (lambda r: r / "tw.yaml", "the config this command runs with ("),
+    "the-study-archive": (lambda r: r / "db" / "archive.db", "the archive of old studies ("),
     "the-search-space": (lambda r: r / "space.yaml", "model credit's search space ("),
     "a-new-file-under-data-dir": (lambda r: r / "data" / "credit.zip", "under data_dir "),
     "an-artefact-under-data-dir": (_artefact, "under data_dir "),

@@ -231,15 +231,16 @@ def _protected(
 ) -> list[tuple[str, str]]:
     """The files a command's output must not replace, each with what it is: the
     ``config_file`` the command runs with, the store's and Optuna's SQLite databases (or
-    journal file) and their companions, the search spaces the config names, and the
-    ``bundle`` an import reads. (``data_dir``, which holds the default ones, is refused
-    whole by :func:`_refuse_destination`.)"""
+    journal file; the archive of old studies too) and their companions, the search
+    spaces the config names, and the ``bundle`` an import reads. (``data_dir``, which
+    holds the default ones, is refused whole by :func:`_refuse_destination`.)"""
     files = [] if config_file is None else [(config_file, "the config this command runs with")]
     for url, what in (
         (config.store_url, "the store's SQLite database"),
         (config.tuning_storage_url, "the tuning (Optuna) storage"),
+        (config.tuning_archive_url, "the archive of old studies"),
     ):
-        database = _database_file(url)
+        database = None if url is None else _database_file(url)
         if database is not None:
             files.append((database, what))
             files += [(database + end, f"{what}'s {kind}") for end, kind in _SQLITE_COMPANIONS]
