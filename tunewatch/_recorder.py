@@ -21,10 +21,11 @@ with the same error without being tried: each group would wait out its own lock 
 so a request behind N groups got its 503 after N timeouts (60 s of a held lock at 2k
 requests/s: ~234 groups of 512, two hours) while the queue grew.
 ``tunewatch_record_failures_total`` counts failed groups: each failed commit, each set of
-records failed with it untried, what is left in the queue when the recorder closes, and
-each hand-off of shadow outputs after it closed (a shadow drain that finished during
-shutdown). Shadow outputs have no request to answer 503, so that count is the only trace
-of their loss.
+records failed with it untried, each group an unexpected error failed (logged with its
+traceback, its requests answered 500 ``store_error``; the writer goes on), what is left in
+the queue when the recorder closes, and each hand-off of shadow outputs after it closed (a
+shadow drain that finished during shutdown). Shadow outputs have no request to answer
+503, so that count is the only trace of their loss.
 
 The records waiting for the store are bounded in bytes (``max_pending_bytes``: inputs,
 outputs and an estimate of each record's objects, from their hand-over until their group
@@ -187,6 +188,19 @@ class Recorder:
         if self._failed is not None:
             self._unreached = True
 
+    def stopped(self) -> StoreUnavailableError | None:
+        """The error readiness raises once the writer thread started and is no longer
+        alive (killed by an error outside :meth:`_commit_or_fail`'s boundary): nothing
+        handed over is written or answered any more. ``None`` before :meth:`start` and
+        after :meth:`close`."""
+        thread = self._thread
+        if thread is None or thread.is_alive():
+            return None
+        return StoreUnavailableError(
+            "the recorder's writer thread has stopped: requests cannot be recorded; "
+            "restart the daemon"
+        )
+
     def start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(
@@ -325,7 +339,10 @@ class Recorder:
     def _release(self, records: Sequence[Pending]) -> None:
         """Give back the share of the bound of records written or failed: before their
         futures resolve, so that a request answered has left the bound."""
-        nbytes = sum(p.nbytes for p in records)
+        nbytes = 0
+        for p in records:  # once: a group that failed after its release is not given twice
+            nbytes += p.nbytes
+            p.nbytes = 0
         with self._closing:
             self._pending_bytes -= nbytes
 
@@ -341,7 +358,7 @@ class Recorder:
             try:
                 first = self._queue.get(timeout=timeout)
             except queue.Empty:
-                stopping = self._commit(held)
+                stopping = self._commit_or_fail(held)
                 held = []
                 continue
             if first is STOP:
@@ -371,13 +388,31 @@ class Recorder:
                 or time.monotonic() >= held_until
                 or sum(len(p.outputs) for p in held) >= self._max_batch
             ):
-                if held and self._commit(held):
+                if held and self._commit_or_fail(held):
                     stopping = True
                 held = []
             # Let go of the group before waiting for the next: kept in these locals, the
             # last group (every request's inputs) stayed alive until another request came.
             first = item = None
             group = []
+
+    def _commit_or_fail(self, group: list[Pending]) -> bool:
+        """:meth:`_commit`, an unexpected error (a ``MemoryError`` building the group, a
+        bug) failing the group instead of the writer thread: logged with its traceback,
+        counted, its bytes given back and its requests failed with
+        :class:`~tunewatch.StoreError` (500); the writer goes on with the next group. It
+        killed the thread: every later request waited unanswered."""
+        try:
+            return self._commit(group)
+        except Exception as exc:
+            logger.exception(
+                "writing a group of %d requests failed unexpectedly; they are failed, not recorded",
+                sum(p.request is not None for p in group),
+            )
+            self._count_failure()
+            self._release(group)
+            fail_futures(group, StoreError(f"recording failed: {exc}"))
+            return False
 
     def _commit(self, group: list[Pending]) -> bool:
         """Write ``group`` in one transaction and resolve its futures. If the store refuses

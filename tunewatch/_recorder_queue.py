@@ -26,7 +26,7 @@ class Pending:
     outputs: Sequence[OutputRecord]
     future: asyncio.Future[bool] | None
     loop: asyncio.AbstractEventLoop | None
-    nbytes: int  # its share of the bound
+    nbytes: int  # its share of the bound; 0 once given back (written or failed)
     tallies: Sequence[RunTally] = ()  # runs counted apart from outputs, failed ones too
 
 

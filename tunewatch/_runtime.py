@@ -137,9 +137,13 @@ class ScoringRuntime:
 
     def check_recordable(self) -> None:
         """Raise :class:`~tunewatch.StoreUnavailableError` while requests cannot be
-        recorded: the store's database does not answer, or the recorder's commits fail
-        for it (:meth:`Recorder.failing`: a full disk answers reads and refuses
-        writes)."""
+        recorded: the recorder's writer thread is no longer alive (:meth:`Recorder.stopped`:
+        nothing handed over would be written or answered), the store's database does not
+        answer, or the recorder's commits fail for it (:meth:`Recorder.failing`: a full
+        disk answers reads and refuses writes)."""
+        stopped = self.recorder.stopped()
+        if stopped is not None:
+            raise stopped
         try:
             self.store.ping()
         except StoreUnavailableError:
