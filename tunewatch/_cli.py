@@ -44,6 +44,7 @@ from tunewatch._commands import (
 )
 from tunewatch._entry import interrupted
 from tunewatch._errors import TunewatchError
+from tunewatch._thread_deaths import log_thread_deaths
 from tunewatch.store import MAX_ACTOR_LENGTH, MAX_ID, MAX_REASON_LENGTH, valid_actor
 
 #: The domain packages' exception roots (STYLE #8; objectives keep their own beside
@@ -535,6 +536,7 @@ def _run(argv: Sequence[str] | None) -> int:
     handler = logging.StreamHandler()
     handler.setFormatter(_UtcFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
+    log_thread_deaths()  # a daemon thread's death, in this log with its traceback
     if not args.verbose:
         # httpx: a line per HTTP request the demo's client sends, thousands; apscheduler:
         # two per run of the 2 s launcher and the 10 s lease, 100k a day burying the rest;
