@@ -19,7 +19,9 @@ class OutageLog:
 
     ``what`` names the call ("refreshing lineups from the store"), ``retry`` says what
     the loop does meanwhile; ``now`` times the outage; ``traceback=False`` logs the
-    error's message alone (an expected condition, as a store outage to the recorder)."""
+    error's message alone (an expected condition, as a store outage to the recorder);
+    ``level``: the first lines' (``ERROR`` for a loop's unexpected faults, a bug or a
+    ``MemoryError``, rather than an outage)."""
 
     def __init__(
         self,
@@ -29,9 +31,11 @@ class OutageLog:
         retry: str,
         now: Callable[[], datetime],
         traceback: bool = True,
+        level: int = logging.WARNING,
     ) -> None:
         self._logger = logger
         self._traceback = traceback
+        self._level = level
         self._what = what
         self._retry = retry
         self._now = now
@@ -48,14 +52,16 @@ class OutageLog:
             return
         self._kinds.add(type(exc))
         if self._traceback:
-            self._logger.warning(
+            self._logger.log(
+                self._level,
                 "%s failed; %s (repeats of this failure are logged at debug until it succeeds)",
                 self._what,
                 self._retry,
                 exc_info=exc,
             )
             return
-        self._logger.warning(
+        self._logger.log(
+            self._level,
             "%s failed: %s; %s (repeats of this failure are logged at debug until it succeeds)",
             self._what,
             exc,

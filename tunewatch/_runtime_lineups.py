@@ -13,6 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from monitor import ServingMetrics
 from shadow import (
@@ -28,6 +29,7 @@ from tunewatch._approval_gate import ApprovalGate
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
 from tunewatch._errors import StoreError, StoreUnavailableError
+from tunewatch._outage_log import OutageLog
 from tunewatch._split import SplitConfig
 from tunewatch._unloadable import CHAMPION_RETRY_MAX_S, Unloadable
 from tunewatch._version_series import VersionSeries
@@ -35,6 +37,7 @@ from tunewatch.comparison._config import ComparisonConfig
 from tunewatch.comparison._watched import watched_versions
 from tunewatch.store import ModelRow, Store, VersionRow
 from tunewatch.store._comparisons import ComparisonStore
+from tunewatch.store._registry_reads import ModelLineup
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +104,8 @@ class Lineups:
         self._unloadable = Unloadable(clock=clock)
         self._load_lock = threading.Lock()  # held while served line-ups and sessions change
         self._model_locks: dict[str, threading.Lock] = {}
+        # models whose refresh failed unexpectedly, each run of failures logged once
+        self._refresh_faults: dict[str, OutageLog] = {}
 
     def load_all(self) -> None:
         """Load every model of the store; one whose line-up cannot be loaded is served
@@ -132,7 +137,7 @@ class Lineups:
                 with self._load_lock:
                     served = self._load(row, versions, split, named, opened)
                     self._evict()
-            except (StoreError, ShadowError) as exc:
+            except Exception as exc:  # an unexpected one too (a MemoryError reading)
                 if not isinstance(exc, StoreUnavailableError):
                     self.metrics.lineup_stale.labels(name).set(1)
                 raise
@@ -303,45 +308,77 @@ class Lineups:
         process, so what it reads must not grow with the versions the models retired."""
         changed = []
         for stored in self.store.lineups():
-            row = stored.model
-            count_events_from_zero(self.metrics, row.name)  # one registered meanwhile too
-            shadows = {v.version for v in stored.challengers}
-            wanted = (
-                stored.champion.version if stored.champion is not None else None,
-                tuple(
-                    v.version
-                    for v in stored.challengers
-                    if not self._unloadable.waiting(row.name, v.version, v.artefact_sha256)
-                ),
-            )
-            champion = stored.champion
-            if champion is not None and self._unloadable.waiting(
-                row.name, champion.version, champion.artefact_sha256
-            ):  # served as it is (stale) until the champion's retry time, shadows too
+            name = stored.model.name
+            try:
+                if self._refresh_model(stored):
+                    changed.append(name)
+            except StoreUnavailableError:
+                raise  # the store's outage, not this model's: the refresh loop logs it
+            except Exception as exc:  # one model's boundary: the models after it refresh too
+                self._refresh_fault(name).failed(exc)  # once with its traceback
                 with self._load_lock:
-                    self._settle_unloadable(row.name, shadows | {champion.version})
-                continue
-            served = self.models.get(row.name)
-            if served is not None:
-                lineup = served.deployment.lineup
-                have = (
-                    lineup.champion.version if lineup.champion else None,
-                    tuple(c.version for c in lineup.challengers),
-                )
-                read = self._version(row)
-                if (
-                    have == wanted
-                    and served.row == row
-                    and served.split == self._split(row, shadows, read)
-                    and served.named == self._named(row, wanted[0], shadows, read)
-                ):
-                    with self._load_lock:  # served as the store says, but for versions
-                        self._settle_unloadable(row.name, shadows)  # waiting to retry
-                    continue
-            if self.try_load(row.name) is None:  # one model's fault: the others reload
-                continue
-            changed.append(row.name)
+                    self.metrics.lineup_stale.labels(name).set(1)
+            else:
+                fault = self._refresh_faults.pop(name, None)
+                if fault is not None:
+                    fault.succeeded()
         return changed
+
+    def _refresh_fault(self, name: str) -> OutageLog:
+        """The log of model ``name``'s run of unexpected refresh failures: a traceback when
+        it starts (and for each other exception type), repeats at debug, a line when the
+        model refreshes again; not a traceback every ``refresh_s``."""
+        fault = self._refresh_faults.get(name)
+        if fault is None:
+            fault = self._refresh_faults[name] = OutageLog(
+                logger,
+                what=f"model={name}: refreshing its lineup",
+                retry="the last one is served (none: not ready) until a refresh loads it",
+                now=lambda: datetime.now(UTC),
+                level=logging.ERROR,
+            )
+        return fault
+
+    def _refresh_model(self, stored: ModelLineup) -> bool:
+        """:meth:`refresh` of one model, the store's line-up of it ``stored``: whether it
+        was loaded (``False``: served as the store says, waiting for a version's retry
+        time, or a fault of its own, logged, see :meth:`try_load`)."""
+        row = stored.model
+        count_events_from_zero(self.metrics, row.name)  # one registered meanwhile too
+        shadows = {v.version for v in stored.challengers}
+        wanted = (
+            stored.champion.version if stored.champion is not None else None,
+            tuple(
+                v.version
+                for v in stored.challengers
+                if not self._unloadable.waiting(row.name, v.version, v.artefact_sha256)
+            ),
+        )
+        champion = stored.champion
+        if champion is not None and self._unloadable.waiting(
+            row.name, champion.version, champion.artefact_sha256
+        ):  # served as it is (stale) until the champion's retry time, shadows too
+            with self._load_lock:
+                self._settle_unloadable(row.name, shadows | {champion.version})
+            return False
+        served = self.models.get(row.name)
+        if served is not None:
+            lineup = served.deployment.lineup
+            have = (
+                lineup.champion.version if lineup.champion else None,
+                tuple(c.version for c in lineup.challengers),
+            )
+            read = self._version(row)
+            if (
+                have == wanted
+                and served.row == row
+                and served.split == self._split(row, shadows, read)
+                and served.named == self._named(row, wanted[0], shadows, read)
+            ):
+                with self._load_lock:  # served as the store says, but for versions
+                    self._settle_unloadable(row.name, shadows)  # waiting to retry
+                return False
+        return self.try_load(row.name) is not None  # one model's fault: the others reload
 
     def _settle_unloadable(self, name: str, shadows: set[int]) -> None:
         """Drop the load failures of ``name``'s versions no longer in shadow (``shadows``:

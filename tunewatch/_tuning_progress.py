@@ -25,7 +25,9 @@ logger = logging.getLogger(__name__)
 
 class Heartbeat:
     """Tells the store every ``interval_s`` that this job's worker is alive, from claim to
-    finish; the launcher fails jobs whose heartbeat stops (``JobLauncher.tick``)."""
+    finish; the launcher fails jobs whose heartbeat stops (``JobLauncher.tick``). A beat
+    that fails is logged (an outage once while it lasts, anything else with its
+    traceback) and never ends the heartbeat: the next beat goes on."""
 
     def __init__(self, store: Store, job_id: int, interval_s: float) -> None:
         self._store, self._job_id, self._interval = store, job_id, interval_s
@@ -37,6 +39,13 @@ class Heartbeat:
             retry=f"the job goes on; tried again every {interval_s:g} s",
             now=lambda: datetime.now(UTC),
             traceback=False,
+        )
+        self._faults = OutageLog(  # anything else: a fault, with its traceback
+            logger,
+            what=f"job={job_id}: writing its heartbeat",
+            retry=f"the job goes on; tried again every {interval_s:g} s",
+            now=lambda: datetime.now(UTC),
+            level=logging.ERROR,
         )
 
     def __enter__(self) -> None:
@@ -56,7 +65,11 @@ class Heartbeat:
         except TunewatchError as exc:
             self._outage.failed(exc)
             return
+        except Exception as exc:  # a beat's boundary: a heartbeat ended, the job was taken as dead
+            self._faults.failed(exc)  # once with its traceback, repeats at debug
+            return
         self._outage.succeeded()
+        self._faults.succeeded()
 
 
 class ProgressReporter:

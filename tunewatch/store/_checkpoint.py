@@ -32,8 +32,11 @@ import os
 import sqlite3
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from shadow import use_batch_scheduling
+
+from .._outage_log import OutageLog
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +85,13 @@ class WalCheckpointer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
+        self._faults = OutageLog(
+            logger,
+            what=f"WAL checkpoint of {path}",
+            retry=f"tried again every {interval_s:g} s",
+            now=lambda: datetime.now(UTC),
+            level=logging.ERROR,
+        )
 
     def start(self) -> None:
         if self._thread is None:
@@ -141,11 +151,23 @@ class WalCheckpointer:
         use_batch_scheduling()
         try:
             while not self._stop.wait(self._interval_s):
-                self.checkpoint()
+                self._round()
         finally:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+    def _round(self) -> None:
+        """One round of the thread, its boundary: the store turned SQLite's own
+        checkpoints off, so a thread ended by an error (a ``MemoryError``) left the WAL
+        growing without bound, unseen. The error is logged with its traceback and the
+        next round goes on (logged once while it lasts: :class:`OutageLog`)."""
+        try:
+            self.checkpoint()
+        except Exception as exc:
+            self._faults.failed(exc)  # once with its traceback, repeats at debug
+        else:
+            self._faults.succeeded()
 
 
 def _checkpoint(conn: sqlite3.Connection, mode: str) -> CheckpointResult:

@@ -1,0 +1,92 @@
+"""The WAL checkpointer's thread outlives a round that raised what it did not expect: the
+store turns SQLite's own checkpoints off, so one ``MemoryError`` that ended the thread
+left the WAL growing without bound (35 MiB, then 213 MiB and growing), and nothing
+said so."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from tunewatch.store import Store
+from tunewatch.store._checkpoint import RESTART_PAGES, CheckpointResult, WalCheckpointer
+
+_ROW = b"x" * 3000  # about a page a row
+
+
+class _FailsItsFirstRound(WalCheckpointer):
+    """A checkpointer whose first round raises ``MemoryError``; ``done`` is set once a
+    round has rewound the WAL, or once the thread ends."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, interval_s=0.01)
+        self.rounds = 0
+        self.rewound: list[CheckpointResult] = []
+        self.done = threading.Event()
+
+    def checkpoint(self) -> list[CheckpointResult]:
+        self.rounds += 1
+        if self.rounds == 1:
+            raise MemoryError("injected: the first round")
+        results = super().checkpoint()
+        restarts = [r for r in results if r.mode == "RESTART" and not r.busy]
+        if restarts and not self.done.is_set():
+            self.rewound = restarts
+            self.done.set()
+        return results
+
+    def _run(self) -> None:
+        try:
+            super()._run()
+        finally:
+            self.done.set()
+
+
+def _wal_log_pages(db: Path) -> int:
+    """The pages the WAL holds, as a passive checkpoint reports them."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        return int(conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1])
+    finally:
+        conn.close()
+
+
+def test_a_round_raising_an_unexpected_error_is_logged_and_the_next_one_rewinds_the_wal(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "t.db"
+    Store.open(f"sqlite:///{db}").close()  # WAL mode
+    idle = sqlite3.connect(db)  # the last connection to close would checkpoint the WAL away
+    idle.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("PRAGMA wal_autocheckpoint=0")  # as every store connection has it
+    writer.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
+    pages = RESTART_PAGES + RESTART_PAGES // 4
+    for start in range(0, pages, 512):  # past RESTART_PAGES, 512 pages a commit
+        writer.executemany(
+            "INSERT INTO t VALUES (?, ?)", [(k, _ROW) for k in range(start, start + 512)]
+        )
+    caplog.set_level(logging.ERROR, logger="tunewatch.store._checkpoint")
+    checkpointer = _FailsItsFirstRound(str(db))
+    checkpointer.start()
+    try:
+        assert checkpointer.done.wait(60)
+        thread = checkpointer._thread
+        assert thread is not None and thread.is_alive()
+        assert checkpointer.rounds >= 2
+        [restart] = checkpointer.rewound
+        assert restart.log_pages >= RESTART_PAGES
+        assert restart.checkpointed_pages == restart.log_pages
+    finally:
+        checkpointer.close()
+    writer.execute("INSERT INTO t VALUES (?, ?)", (pages, _ROW))  # from the WAL's start
+    assert _wal_log_pages(db) < 10
+    [logged] = [r for r in caplog.records if r.exc_info is not None]
+    assert str(db) in logged.getMessage()
+    assert logged.exc_info is not None and logged.exc_info[0] is MemoryError
+    writer.close()
+    idle.close()
