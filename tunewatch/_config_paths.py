@@ -33,10 +33,14 @@ def in_memory_sqlite(url: str) -> bool:
 def same_database(a: str, b: str) -> bool:
     """Whether URLs ``a`` and ``b`` name one database however they are spelt: the driver
     (``postgresql://``, ``postgresql+psycopg://``), an omitted default port, the host's
-    case, the user, a SQLite path through a symlink or with ``..``. A URL that does not
-    parse (an Optuna journal file's path) is compared as written."""
+    case, the user, a SQLite path or an Optuna journal file's path (no ``://``) through a
+    symlink or with ``..``. Not every spelling: ``localhost`` and ``127.0.0.1`` are told
+    apart (what must never be one database checks again when it opens them:
+    :func:`retune.archive_study`)."""
     if a == b:
         return True
+    if "://" not in a and "://" not in b:  # journal files
+        return os.path.realpath(os.path.expanduser(a)) == os.path.realpath(os.path.expanduser(b))
     try:
         url_a, url_b = make_url(a), make_url(b)
     except ArgumentError:

@@ -24,14 +24,10 @@ between the last renewal and that transaction's commit could outlast the lease.
 from __future__ import annotations
 
 import hashlib
-import logging
-import threading
-import uuid
 
-from tunewatch._errors import ConflictError, StoreError
-from tunewatch.store import HeldLease, Store
-
-logger = logging.getLogger(__name__)
+from tunewatch._errors import ConflictError
+from tunewatch._renewed_lease import RenewedLease
+from tunewatch.store import Store
 
 #: Seconds an import's lease lasts unrenewed: a lease left by an import that died keeps
 #: the model's other imports out this long at most.
@@ -49,71 +45,29 @@ def lapsed(model: str, ttl_s: float) -> ConflictError:
     )
 
 
-class ImportLease:
+class ImportLease(RenewedLease):
     """The lease of imports into ``model``, taken on entering (or refused) and renewed by
-    a thread of its own until the block ends. :meth:`renew` before a step that writes:
-    it raises when the lease lapsed meanwhile (the import stopped, or the store
-    unreachable, for longer than ``ttl_s``), whether or not another import took it."""
+    a thread of its own until the block ends (:class:`~tunewatch._renewed_lease.
+    RenewedLease`). :meth:`renew` before a step that writes: it raises when the lease
+    lapsed meanwhile (the import stopped, or the store unreachable, for longer than
+    ``ttl_s``), whether or not another import took it."""
 
     def __init__(self, store: Store, model: str, *, ttl_s: float = LEASE_TTL_S) -> None:
-        self._store, self._model, self._ttl = store, model, ttl_s
-        self._name = f"import:{hashlib.sha256(model.encode()).hexdigest()[:32]}"
-        self._holder = f"import:{uuid.uuid4().hex}"
-        self._stop = threading.Event()
-        self._heartbeat: threading.Thread | None = None
+        name = f"import:{hashlib.sha256(model.encode()).hexdigest()[:32]}"
+        super().__init__(store, name, ttl_s=ttl_s, what=f"imports into model={model}")
+        self._model = model
 
-    def renew(self) -> None:
-        """Extend the lease, held since entering; ``ConflictError`` (``import_in_progress``)
-        when it lapsed meanwhile: another import may have run under it since, and what
-        this one planned is stale."""
-        if not self._store.renew_lease(self._name, self._holder, ttl_s=self._ttl):
-            raise lapsed(self._model, self._ttl)
+    def refused(self) -> Exception:
+        return ConflictError(
+            f"another import into model {self._model!r} is in progress, or one died "
+            f"holding its lease, which then lapses within {self._ttl:g} s; retry after "
+            "that (an import skips the versions already there)",
+            code="import_in_progress",
+        )
 
-    @property
-    def held(self) -> HeldLease:
-        """The lease as a registration fences its transaction with: renewing a step
-        before a registration leaves the time between the two, which a stop can outlast;
-        the registration's transaction checks it again and extends it."""
-        return HeldLease(name=self._name, holder=self._holder, ttl_s=self._ttl)
+    def lapsed(self) -> Exception:
+        return lapsed(self._model, self._ttl)
 
     def __enter__(self) -> ImportLease:
-        if not self._store.acquire_lease(self._name, self._holder, ttl_s=self._ttl):
-            raise ConflictError(
-                f"another import into model {self._model!r} is in progress, or one died "
-                f"holding its lease, which then lapses within {self._ttl:g} s; retry after "
-                "that (an import skips the versions already there)",
-                code="import_in_progress",
-            )
-        self._heartbeat = threading.Thread(
-            target=self._beat, name=f"tunewatch-import-lease-{self._model[:40]}", daemon=True
-        )
-        self._heartbeat.start()
+        super().__enter__()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._heartbeat is not None:
-            self._heartbeat.join()
-        try:
-            self._store.release_lease(self._name, self._holder)
-        except StoreError:
-            logger.exception(
-                "could not release the import lease of model=%s; it lapses in %g s",
-                self._model,
-                self._ttl,
-            )
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self._ttl / 3):
-            try:
-                self.renew()
-            except ConflictError:
-                logger.error(
-                    "model=%s: this import's lease lapsed; it fails at its next step",
-                    self._model,
-                )
-                return
-            except StoreError as exc:  # the next beat tries again; a step's renew raises
-                logger.warning("could not renew the import lease of model=%s: %s", self._model, exc)
-            except Exception:  # the thread's boundary: logged; the next beat tries again
-                logger.exception("could not renew the import lease of model=%s", self._model)

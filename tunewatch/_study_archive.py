@@ -28,6 +28,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from retune import RetuneError, StudyStorageUnavailableError, archive_study, study_names
+from tunewatch._errors import ConflictError
+from tunewatch._renewed_lease import RenewedLease
 from tunewatch.store import JobRow, Store
 
 if TYPE_CHECKING:  # the scheduler imports this module: its Task is read at the call
@@ -38,6 +40,10 @@ logger = logging.getLogger(__name__)
 #: The archiving task's name, the action its audit entries record, and its interval.
 ARCHIVE_TASK = "archive_studies"
 ARCHIVE_INTERVAL_S = 86_400.0
+#: The store's lease a run holds (renewed by a thread of its own), and its time to live:
+#: one run at a time, across processes.
+LEASE_NAME = "archive_studies"
+LEASE_TTL_S = 60.0
 #: The job states a study is archived in: finished, never to run again.
 FINISHED = ("succeeded", "failed", "cancelled")
 #: When a store holds no archiving run yet: long past, so a new leader archives soon.
@@ -52,13 +58,14 @@ _PAGE = 500
 class ArchiveRun:
     """What one run did: the studies it moved (name: trials moved), those it could not
     (name: the error), and how it ended: ``done``, ``stopped`` by a shutdown between
-    studies, or ``unavailable`` (a storage out of reach: the studies left are tried at
-    the next run)."""
+    studies, ``unavailable`` (a storage out of reach: the studies left are tried at
+    the next run), ``busy`` (another run held the lease: nothing done) or ``lapsed``
+    (this run's lease lapsed: it stopped before its next deletion)."""
 
     before: datetime
     archived: Mapping[str, int]
     failed: Mapping[str, str]
-    outcome: Literal["done", "stopped", "unavailable"]
+    outcome: Literal["done", "stopped", "unavailable", "busy", "lapsed"]
 
 
 def archive_task(
@@ -106,20 +113,69 @@ def archive_studies(
     now: Callable[[], datetime] | None = None,
 ) -> ArchiveRun:
     """One run: move the due studies (:func:`due_studies`), oldest job first, one at a
-    time. A study that fails is logged and recorded, and the others are moved; a storage
-    out of reach ends the run (the next tries again). ``stop`` (the scheduler's shutdown)
-    ends it between studies. Audited unless there was nothing to do."""
+    time, under the store's lease :data:`LEASE_NAME` (a run of a leader that lost the
+    scheduler's lease goes on to its end, and the new leader's, started meanwhile, met it
+    on the same study: a partial copy one deleted while the other deleted the study lost
+    it). A run finding the lease held does nothing (``busy``); one whose lease lapsed
+    stops before its next deletion (``lapsed``). A study that fails is logged and
+    recorded, and the others are moved; a storage out of reach ends the run (the next
+    tries again). ``stop`` (the scheduler's shutdown) ends it between studies. Audited
+    unless there was nothing to do."""
     before = (now or store.database_now)() - timedelta(days=archive_after_days)
+    names = due_studies(store, storage, before=before)
+    if not names:
+        return ArchiveRun(before=before, archived={}, failed={}, outcome="done")
+    try:
+        with RenewedLease(store, LEASE_NAME, ttl_s=LEASE_TTL_S, what="archiving studies") as held:
+            run = _move_all(storage, archive, names, before=before, stop=stop, lease=held)
+    except ConflictError as exc:  # held by another run: it archives them
+        logger.info("archiving studies skipped: %s", exc)
+        return ArchiveRun(before=before, archived={}, failed={}, outcome="busy")
+    store.append_audit(
+        actor="scheduler",
+        action=ARCHIVE_TASK,
+        target="studies",
+        details={
+            "before": before.isoformat(),
+            "outcome": run.outcome,
+            "archived": dict(run.archived),
+            "failed": dict(run.failed),
+        },
+    )
+    logger.info(
+        "archived %d studies of jobs finished before %s (%d trials)%s%s",
+        len(run.archived),
+        before.isoformat(),
+        sum(run.archived.values()),
+        f"; {len(run.failed)} failed" if run.failed else "",
+        "" if run.outcome == "done" else f"; {run.outcome}",
+    )
+    return run
+
+
+def _move_all(
+    storage: str,
+    archive: str,
+    names: list[str],
+    *,
+    before: datetime,
+    stop: threading.Event | None,
+    lease: RenewedLease,
+) -> ArchiveRun:
+    """Move ``names`` in turn, the lease renewed before each deletion."""
     archived: dict[str, int] = {}
     failed: dict[str, str] = {}
-    outcome: Literal["done", "stopped", "unavailable"] = "done"
-    names = due_studies(store, storage, before=before)
+    outcome: Literal["done", "stopped", "unavailable", "lapsed"] = "done"
     for name in names:
         if stop is not None and stop.is_set():
             outcome = "stopped"
             break
         try:
-            archived[name] = archive_study(storage, archive, name)
+            archived[name] = archive_study(storage, archive, name, before_delete=lease.renew)
+        except ConflictError as exc:  # the lease lapsed: another run may be moving them
+            logger.warning("archiving studies stopped before deleting %s: %s", name, exc)
+            outcome = "lapsed"
+            break
         except StudyStorageUnavailableError as exc:  # every study's: tried at the next run
             logger.warning("archiving studies stopped: a storage is unavailable: %s", exc)
             failed[name] = f"{type(exc).__name__}: {exc}"
@@ -128,28 +184,7 @@ def archive_studies(
         except RetuneError as exc:  # this study's: the others are archived
             logger.warning("study %s not archived (tried again at the next run): %s", name, exc)
             failed[name] = f"{type(exc).__name__}: {exc}"
-    run = ArchiveRun(before=before, archived=archived, failed=failed, outcome=outcome)
-    if names:
-        store.append_audit(
-            actor="scheduler",
-            action=ARCHIVE_TASK,
-            target="studies",
-            details={
-                "before": before.isoformat(),
-                "outcome": outcome,
-                "archived": archived,
-                "failed": failed,
-            },
-        )
-    logger.info(
-        "archived %d studies of jobs finished before %s (%d trials)%s%s",
-        len(archived),
-        before.isoformat(),
-        sum(archived.values()),
-        f"; {len(failed)} failed" if failed else "",
-        "" if outcome == "done" else f"; {outcome}",
-    )
-    return run
+    return ArchiveRun(before=before, archived=archived, failed=failed, outcome=outcome)
 
 
 def due_studies(store: Store, storage: str, *, before: datetime) -> list[str]:

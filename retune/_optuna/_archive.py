@@ -18,14 +18,20 @@ scores."""
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Callable
 from typing import Any
 
 import optuna
+from optuna.study import StudyDirection
 
 from retune._errors import StudyError
-from retune._optuna._storage import _translated, close_storage, make_storage
+from retune._optuna._storage import _shown_storage, _translated, close_storage, make_storage
 
 logger = logging.getLogger(__name__)
+
+#: The name a study made to tell the archive from the storage begins with.
+_PROBE_PREFIX = "tunewatch-archive-probe-"
 
 
 def study_names(storage: str) -> frozenset[str]:
@@ -38,9 +44,18 @@ def study_names(storage: str) -> frozenset[str]:
             close_storage(backend)
 
 
-def archive_study(storage: str, archive: str, name: str) -> int:
+def archive_study(
+    storage: str, archive: str, name: str, *, before_delete: Callable[[], None] | None = None
+) -> int:
     """Move study ``name`` from ``storage`` to ``archive`` under the same name; the number
     of its trials moved (0 when it was in the archive only: moved before).
+
+    ``archive`` must be another database than ``storage``, however the two URLs are
+    spelt (a path through a link, ``localhost`` for ``127.0.0.1``): a study made in the
+    archive for the purpose must not appear in the storage, or nothing is deleted (the
+    "copy" of a study into its own tables matched it, and the move deleted it).
+    ``before_delete`` is called before each deletion and may raise to prevent it (the
+    caller's lease lapsed: another run may be moving the same study).
 
     Raises :class:`~retune.StudyError` (a
     :class:`~retune.StudyStorageUnavailableError` for a storage out of reach) naming the
@@ -51,11 +66,45 @@ def archive_study(storage: str, archive: str, name: str) -> int:
     try:
         target = _opened(archive, name)
         try:
-            return _move(source, storage, target, archive, name)
+            _check_distinct(source, storage, target, archive, name)
+            return _move(source, storage, target, archive, name, before_delete or _nothing)
         finally:
             close_storage(target)
     finally:
         close_storage(source)
+
+
+def _nothing() -> None:
+    return None
+
+
+def _check_distinct(
+    source: optuna.storages.BaseStorage,
+    storage: str,
+    target: optuna.storages.BaseStorage,
+    archive: str,
+    name: str,
+) -> None:
+    """Raise :class:`~retune.StudyError` when ``archive`` is ``storage`` itself: a probe
+    study made in the archive (and deleted after) is found in the storage."""
+    probe = f"{_PROBE_PREFIX}{uuid.uuid4().hex}"
+    with _translated(name, "checking the archive is not the storage", archive):
+        target.create_new_study([StudyDirection.MINIMIZE], probe)
+    try:
+        with _translated(name, "checking the archive is not the storage", storage):
+            try:
+                source.get_study_id_from_name(probe)
+            except KeyError:
+                return
+    finally:
+        with _translated(name, "deleting the archive's probe study", archive):
+            target.delete_study(target.get_study_id_from_name(probe))
+    raise StudyError(
+        f"cannot be archived: the archive {_shown_storage(archive)!r} is the tuning "
+        f"storage {_shown_storage(storage)!r} itself (another spelling of one database); "
+        "nothing was deleted: name another database or file as the archive",
+        study_name=name,
+    )
 
 
 def _opened(url: str, name: str) -> optuna.storages.BaseStorage:
@@ -70,6 +119,7 @@ def _move(
     target: optuna.storages.BaseStorage,
     archive: str,
     name: str,
+    before_delete: Callable[[], None],
 ) -> int:
     with _translated(name, "reading it to archive it", storage):
         original = _contents(source, name)
@@ -83,9 +133,11 @@ def _move(
             )
         return 0  # moved before: nothing left to do
     if copied != original:
+        if copied is not None:  # a copy cut short (a crash): made again, whole
+            logger.info("study %s: its archived copy is incomplete; copying it again", name)
+            before_delete()  # outside the translation: its error is the caller's own
         with _translated(name, "copying it into the archive", archive):
-            if copied is not None:  # a copy cut short (a crash): made again, whole
-                logger.info("study %s: its archived copy is incomplete; copying it again", name)
+            if copied is not None:
                 optuna.delete_study(study_name=name, storage=target)
             optuna.copy_study(from_study_name=name, from_storage=source, to_storage=target)
             copied = _contents(target, name)
@@ -95,6 +147,7 @@ def _move(
                 "while it was copied?); it stays in the storage",
                 study_name=name,
             )
+    before_delete()
     with _translated(name, "deleting it from the storage once archived", storage):
         optuna.delete_study(study_name=name, storage=source)
     n_trials = len(original[2])

@@ -186,3 +186,43 @@ def test_an_archive_that_cannot_be_opened_is_a_study_error_naming_it(tmp_path: P
 
     assert info.value.study_name == "credit-job1-aa"
     assert _snapshot(storage, "credit-job1-aa") is not None  # still in the storage
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_an_archive_that_is_the_storage_itself_deletes_nothing(tmp_path: Path, kind: str) -> None:
+    """One database under two spellings (a path through a link; on PostgreSQL
+    ``localhost`` for ``127.0.0.1``, which no config check can tell): the "copy" matched
+    the study, which the move then deleted from both."""
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "shared")
+    if kind == "sqlite":
+        storage = f"sqlite:///{tmp_path / 'shared' / 'optuna.db'}"
+        archive = f"sqlite:///{tmp_path / 'link' / 'optuna.db'}"
+    else:
+        storage = str(tmp_path / "shared" / "optuna.log")
+        archive = str(tmp_path / "link" / "optuna.log")
+    _study(storage, "s", 3)
+    before = _snapshot(storage, "s")
+    with pytest.raises(StudyError, match=r"is the tuning storage .* itself.*nothing was deleted"):
+        archive_study(storage, archive, "s")
+    assert _snapshot(storage, "s") == before is not None
+    backend = make_storage(storage, heartbeat_interval=None)
+    try:  # and the probe is gone
+        assert optuna.get_all_study_names(backend) == ["s"]
+    finally:
+        close_storage(backend)
+
+
+def test_a_deletion_the_caller_refuses_leaves_the_study_whole(storages: tuple[str, str]) -> None:
+    """``before_delete`` raising (the caller's lease lapsed: another run may be moving the
+    same study) stops the move before it deletes anything."""
+    storage, archive = storages
+    _study(storage, "s", 3)
+    before = _snapshot(storage, "s")
+
+    def lapsed() -> None:
+        raise RuntimeError("lease lapsed")
+
+    with pytest.raises(RuntimeError, match="lease lapsed"):
+        archive_study(storage, archive, "s", before_delete=lapsed)
+    assert _snapshot(storage, "s") == before is not None

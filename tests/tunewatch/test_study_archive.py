@@ -30,7 +30,7 @@ from tunewatch._auth import hash_token, new_token
 from tunewatch._background import BackgroundServer
 from tunewatch._example import ExampleModel
 from tunewatch._scheduler import Scheduler
-from tunewatch._study_archive import ARCHIVE_TASK, archive_studies, archive_task
+from tunewatch._study_archive import ARCHIVE_TASK, LEASE_NAME, archive_studies, archive_task
 from tunewatch._tuning_plan import warm_start_plan
 from tunewatch._tuning_results import study_name
 from tunewatch.dashboard._data import TrialCache
@@ -137,6 +137,26 @@ def test_studies_of_jobs_finished_past_the_setting_are_archived_and_audited(
     assert entry.actor == "scheduler"
     assert entry.details["archived"] == run.archived
     assert entry.details["failed"] == {} and entry.details["outcome"] == "done"
+
+
+def test_a_run_while_another_holds_the_lease_moves_nothing(
+    store: Store, storage: str, archive: str
+) -> None:
+    """Two runs at once (a leader that lost the scheduler's lease goes on with its run
+    while the new leader starts one) met on one study: one deleted the other's copy,
+    judged partial, while the other deleted the study, which was then in neither."""
+    name = _job(store, storage, "succeeded")
+    assert store.acquire_lease(LEASE_NAME, "archive_studies:other", ttl_s=60)
+    run = archive_studies(
+        store, storage=storage, archive=archive, archive_after_days=90, now=_later(store, 91)
+    )
+    assert (run.outcome, run.archived) == ("busy", {})
+    assert name in study_names(storage) and store.audit_log(action=ARCHIVE_TASK) == []
+    store.release_lease(LEASE_NAME, "archive_studies:other")
+    run = archive_studies(
+        store, storage=storage, archive=archive, archive_after_days=90, now=_later(store, 91)
+    )
+    assert (run.outcome, list(run.archived)) == ("done", [name])
 
 
 def test_a_shutdown_ends_a_run_between_studies_and_it_is_not_the_last_run(
@@ -291,6 +311,23 @@ def test_an_archive_in_the_tuning_storage_or_the_store_is_refused(tmp_path: Path
         _config(tmp_path, storage_url=shared, archive_storage_url=shared)
     with pytest.raises(ConfigError, match=r"archive_storage_url.*store's own database"):
         _config(tmp_path, archive_storage_url=f"sqlite:///{tmp_path / 'tunewatch.db'}")
+
+
+@pytest.mark.parametrize("spelling", ["link", "dotdot"])
+def test_a_journal_archive_naming_the_journal_storage_another_way_is_refused(
+    tmp_path: Path, spelling: str
+) -> None:
+    """A journal file's path through a link or with ``..`` was compared as written:
+    accepted, and every archived study deleted (the "copy" matched the study itself)."""
+    (tmp_path / "shared" / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "shared")
+    storage = str(tmp_path / "shared" / "optuna.log")
+    other = {
+        "link": tmp_path / "link" / "optuna.log",
+        "dotdot": tmp_path / "shared" / "sub" / ".." / "optuna.log",
+    }[spelling]
+    with pytest.raises(ConfigError, match=r"archive_storage_url.*tuning storage"):
+        _config(tmp_path, storage_url=storage, archive_storage_url=str(other))
 
 
 # -- the scheduler --------------------------------------------------------------------------------
