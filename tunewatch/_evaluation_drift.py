@@ -19,7 +19,7 @@ import numpy as np
 from monitor import ColumnDriftConfig, DriftDetector, DriftError, ServingMetrics
 from tunewatch._config import ModelConfig
 from tunewatch._config_evaluation import drift_columns
-from tunewatch._drift_frame import LABEL, drift_frame
+from tunewatch._drift_frame import LABEL, drift_frame, frame_rows
 from tunewatch._drift_report_rows import judged_rows_record
 from tunewatch._evaluation_baseline import Baseline, NoBaseline
 from tunewatch._policies import (
@@ -110,8 +110,13 @@ def drift_verdict(
             "labels_through": iso(float(arrived.max())) if arrived.size else None,
             **sampled(matured),
         }
-    frame = drift_frame(model, window.features, outputs, labels)
-    result = detector.check(frame)
+    # only the rows the detector tests, as it would sample the whole window's frame: the
+    # drift report takes the same rows of it (DriftDetector.sample at the recorded
+    # sample_size and the window recorded by judged_rows_record)
+    n_frame = frame_rows(window.features, labels)
+    rows = detector.sample_rows(n_frame)
+    frame = drift_frame(model, window.features, outputs, labels, rows=rows)
+    result = detector.check(frame, n_current=n_frame)
     testable = [c for c in result.columns if c.status != "insufficient_data"]
     if testable:
         m.drift_share.labels(model.name).set(result.drifted_share)

@@ -19,7 +19,13 @@ if TYPE_CHECKING:
         prepare_current,
     )
     from monitor.drift._chisquare import ChiSquare
-    from monitor.drift._detector import DatasetRule, DriftDetector, DriftResult, benjamini_hochberg
+    from monitor.drift._detector import (
+        DatasetRule,
+        DriftDetector,
+        DriftResult,
+        benjamini_hochberg,
+        sample_rows,
+    )
     from monitor.drift._jensenshannon import JensenShannon
     from monitor.drift._ks import KolmogorovSmirnov
     from monitor.drift._profile import (
@@ -51,6 +57,7 @@ _EXPORTS: dict[str, str] = {
     "DriftDetector": "monitor.drift._detector",
     "DriftResult": "monitor.drift._detector",
     "benjamini_hochberg": "monitor.drift._detector",
+    "sample_rows": "monitor.drift._detector",
     "JensenShannon": "monitor.drift._jensenshannon",
     "KolmogorovSmirnov": "monitor.drift._ks",
     "FORMAT_VERSION": "monitor.drift._profile",
@@ -94,6 +101,7 @@ __all__ = [
     "benjamini_hochberg",
     "default_method",
     "prepare_current",
+    "sample_rows",
 ]
 
 __getattr__, __dir__ = lazy_front(__name__, _EXPORTS)
