@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
@@ -27,11 +27,18 @@ from monitor import (
 from monitor.drift import METHODS as DRIFT_METHODS
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, EvaluationConfig
+from tunewatch._drift_columns_shown import (
+    DRIFT_FEATURES,
+    check_features,
+    columns_notice,
+    report_columns,
+)
 from tunewatch._drift_frame import LABEL as LABEL  # also imported from here
 from tunewatch._drift_frame import PREDICTION as PREDICTION
 from tunewatch._drift_frame import column_types, drift_frame, reference_frame
 from tunewatch._drift_report_builds import build_slot
-from tunewatch._drift_report_rows import JUDGED_ROWS, JudgedWindow, judged_window, with_notice
+from tunewatch._drift_report_rows import JudgedWindow, judged_window, with_notice
+from tunewatch._drift_report_window_purged import WindowPurgedError as WindowPurgedError
 from tunewatch._errors import NotFoundError, StoreError, StoreUnavailableError, TunewatchError
 from tunewatch._policies import FIRST_REQUEST, LAST_REQUEST
 from tunewatch._window_sample import time_window
@@ -94,10 +101,14 @@ def drift_report(
     baseline_of: Callable[[VersionRow, ModelRow], Any],
     name: str,
     evaluation_id: int,
+    *,
+    features: int = DRIFT_FEATURES,
 ) -> str:
     """evidently's HTML drift report for a stored drift evaluation's window (see
     :func:`drift_report_file`, the page as stored)."""
-    return drift_report_file(store, artefacts, config, baseline_of, name, evaluation_id).html()
+    return drift_report_file(
+        store, artefacts, config, baseline_of, name, evaluation_id, features=features
+    ).html()
 
 
 def drift_report_file(
@@ -107,10 +118,21 @@ def drift_report_file(
     baseline_of: Callable[[VersionRow, ModelRow], Any],
     name: str,
     evaluation_id: int,
+    *,
+    features: int = DRIFT_FEATURES,
 ) -> StoredReport:
     """evidently's HTML drift report for a stored drift evaluation's window, judged as
     the verdict was (:func:`judged_as`), against ``baseline_of(champion, model)``, on the
     values the verdict tested (:func:`judged_frames`), as stored.
+
+    It shows the prediction and the label, then at most ``features`` features (1 to
+    :data:`tunewatch._drift_columns_shown.MAX_DRIFT_FEATURES`, as the dashboard's
+    heatmap): those the verdict drifted, then the most drifted by its scores
+    (:func:`tunewatch._drift_columns_shown.report_columns`), and says first how many
+    columns it left out: over 1,000 features evidently took 232 s, a 74 MB page and
+    900 MB more memory; over 50 of them, 24 s and 7 MB. Only the report of the default
+    :data:`DRIFT_FEATURES` is stored; another cap's (one that shows other columns) is
+    built each time it is asked for, and not kept.
 
     Built once (evidently is slow and imported lazily), stored gzip-compressed and
     content-addressed and remembered as a ``drift_report`` evaluation (its payload's
@@ -136,77 +158,20 @@ def drift_report_file(
             "there is no report of it",
             code="evaluation_not_found",
         )
+    check_features(features)
+    n_features = len(model.feature_names)
+    if min(features, n_features) != min(DRIFT_FEATURES, n_features):
+        # other columns than the stored report's: built for this caller, not kept
+        with build_slot(name, evaluation_id):
+            return _build_report(
+                store, artefacts, config, baseline_of, model, target, features=features, keep=False
+            )
     with _single_flight((name, evaluation_id)):
         stored = _stored_report(store, artefacts, target)
         if stored is not None:
             return stored
         with build_slot(name, evaluation_id):
             return _build_report(store, artefacts, config, baseline_of, model, target)
-
-
-#: The store's audit action of a retention run (``store.purge_records``); its details
-#: hold its cut-off, ``before``. The newest :data:`_PURGES_READ` are looked through.
-_PURGE_ACTION, _PURGES_READ = "purge_records", 100
-
-
-class WindowPurgedError(TunewatchError, LookupError):
-    """Every request drift evaluation ``evaluation_id`` of ``model`` judged (``n_rows``
-    rows) was deleted since: its report cannot test them. ``purged_before``: the cut-off
-    of the retention run that deleted them, ``None`` when no run the audit log holds
-    did. Answered 410 ``window_purged``, before the report's baseline is read."""
-
-    code = "window_purged"
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        model: str,
-        evaluation_id: int,
-        n_rows: int | None,
-        purged_before: datetime | None,
-    ) -> None:
-        super().__init__(message)
-        self.model, self.evaluation_id, self.n_rows = model, evaluation_id, n_rows
-        self.purged_before = purged_before
-
-    @classmethod
-    def of(cls, store: Store, target: EvaluationRow) -> WindowPurgedError:
-        """The error of drift verdict ``target``, naming the retention run that deleted its
-        requests: the earliest of the newest few whose cut-off is past the newest one."""
-        assert target.window_start is not None
-        judged = target.payload.get(JUDGED_ROWS)  # else stored before it recorded them
-        first, last = (
-            (judged["first"][0], judged["last"][0])
-            if judged is not None
-            else (target.window_start.isoformat(), target.window_end.isoformat())
-        )
-        purge, cut_off, newest = None, None, datetime.fromisoformat(last)
-        for entry in store.audit_log(_PURGES_READ, action=_PURGE_ACTION, target="records"):
-            before = entry.details.get("before")  # newest first: the last found is earliest
-            at = datetime.fromisoformat(before) if isinstance(before, str) else None
-            if at is not None and at.replace(tzinfo=at.tzinfo or UTC) > newest:
-                purge, cut_off = entry, at
-        n_rows = target.payload.get("n_current")
-        judged_text = (
-            f"the requests drift evaluation {target.id} judged ("
-            + ("" if n_rows is None else f"{n_rows} rows, ")
-            + f"received from {first} to {last})"
-        )
-        if purge is None or cut_off is None:
-            why = "were deleted since (by no retention run of those the audit log keeps)"
-        else:
-            why = (
-                f"were deleted by retention since: its run of {purge.at.isoformat()} "
-                f"deleted the records received before {cut_off.isoformat()}"
-            )
-        return cls(
-            f"the report of drift evaluation {target.id} cannot be built: {judged_text} {why}",
-            model=target.model,
-            evaluation_id=target.id,
-            n_rows=n_rows,
-            purged_before=cut_off,
-        )
 
 
 #: One lock per report being asked for, held while it is looked up and built, with the
@@ -278,9 +243,13 @@ def _build_report(
     baseline_of: Callable[[VersionRow, ModelRow], Any],
     model: ModelRow,
     target: EvaluationRow,
+    *,
+    features: int = DRIFT_FEATURES,
+    keep: bool = True,
 ) -> StoredReport:
-    """Build drift evaluation ``target``'s report, store it compressed and remember it as
-    a ``drift_report`` evaluation (see :func:`drift_report_file`)."""
+    """Build drift evaluation ``target``'s report of at most ``features`` features,
+    compressed; when ``keep``, store it and remember it as a ``drift_report`` evaluation
+    (see :func:`drift_report_file`)."""
     name, evaluation_id = model.name, target.id
     judged = judged_window(store, model, target)
     if not judged.window.n_rows:  # before the baseline and evidently: nothing to test
@@ -301,9 +270,11 @@ def _build_report(
     # dataset share divides by the columns the verdict's did
     untested = untested_columns(target.payload)
     labelled = baseline.has_labels
-    types = {
+    tested = {
         c: kind for c, kind in column_types(model, labelled=labelled).items() if c not in untested
     }
+    shown = report_columns(target.payload, tested, features)
+    types = {c: tested[c] for c in shown}
     try:
         html, verdicts = evidently_report(
             reference,
@@ -329,8 +300,13 @@ def _build_report(
             judged.same_rows,
         )
         html = with_notice(html, notice)
+    left_out = columns_notice(shown, len(tested), target.payload)
+    if left_out is not None:
+        html = with_notice(html, left_out, element_id="tunewatch-columns-notice", alert=False)
     # no time stamp in the gzip header: the same page is the same artefact
     report = StoredReport(gzip.compress(html.encode(), mtime=0), "gzip")
+    if not keep:
+        return report
     sha = artefacts.put(report.data, REPORT_SUFFIX)
     store.add_evaluation(
         model=name,
@@ -349,6 +325,10 @@ def _build_report(
             "verdict_n_current": judged.n_verdict,
             "same_rows": judged.same_rows,
             "notice": notice,
+            # the columns it shows, of those the verdict tested (see _drift_columns_shown)
+            "features": features,
+            "n_columns_shown": len(shown),
+            "n_columns_tested": len(tested),
         },
     )
     return report

@@ -149,13 +149,21 @@ def _rows(window: Window, keep: np.ndarray) -> Window:
 _BODY = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 
 
-def with_notice(page: str, notice: str) -> str:
+def with_notice(
+    page: str, notice: str, *, element_id: str = "tunewatch-rows-notice", alert: bool = True
+) -> str:
     """The HTML ``page`` with ``notice`` shown first in its body, escaped (the page's
-    first element when it has no ``<body>``): seen before any of the report's figures."""
+    first element when it has no ``<body>``): seen before any of the report's figures.
+    An ``alert`` is a warning (``role="alert"``, amber); else a note (``role="note"``,
+    blue)."""
+    role, colours = (
+        ("alert", "background:#fff3cd;color:#664d03;border-bottom:2px solid #ffc107;")
+        if alert
+        else ("note", "background:#cfe2ff;color:#052c65;border-bottom:2px solid #9ec5fe;")
+    )
     block = (
-        '<div id="tunewatch-rows-notice" role="alert" style="margin:0;padding:12px 16px;'
-        "background:#fff3cd;color:#664d03;border-bottom:2px solid #ffc107;"
-        f'font:15px/1.4 sans-serif">{html.escape(notice)}</div>'
+        f'<div id="{html.escape(element_id)}" role="{role}" style="margin:0;padding:12px 16px;'
+        f'{colours}font:15px/1.4 sans-serif">{html.escape(notice)}</div>'
     )
     body = _BODY.search(page)
     at = body.end() if body is not None else 0

@@ -14,16 +14,18 @@ from dataclasses import fields
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
+from pydantic import BeforeValidator
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from tunewatch._auth import Principal
+from tunewatch._drift_columns_shown import DRIFT_FEATURES, MAX_DRIFT_FEATURES
 from tunewatch._drift_report import DRIFT_REPORT_HEADERS, drift_report_file
 from tunewatch._drift_report_builds import BUSY_CODE, MAX_BUILDS_IN_PROGRESS, ReportBusyError
 from tunewatch._evaluation import Evaluator
-from tunewatch.api._context import RowId, VersionFilter, context
+from tunewatch.api._context import RowId, VersionFilter, ascii_digits, context
 from tunewatch.api._errors import describe, error_response
 from tunewatch.api._listing_limit import BUSY_RESPONSES, ListingRoute
 from tunewatch.api._models import Limit, Operator, Reader, RowCursor, paged, require
@@ -33,6 +35,8 @@ from tunewatch.store import EvaluationRow
 router = APIRouter(prefix="/v1", route_class=ApiRoute)
 # the kinds an evaluation run stores, and the drift reports built of its drift verdicts
 Kind = Literal["drift", "decay", "estimate", "labels", "telemetry", "drift_report"]
+# the features a drift report shows, bounded as the dashboard's drift heatmap's rows
+ReportFeatures = Annotated[int, BeforeValidator(ascii_digits), Query(ge=1, le=MAX_DRIFT_FEATURES)]
 
 
 _FIELDS = tuple(f.name for f in fields(EvaluationRow))
@@ -213,14 +217,19 @@ async def drift_report(
     evaluation_id: RowId,
     request: Request,
     _: Annotated[Principal, Depends(require("read"))],
+    features: ReportFeatures = DRIFT_FEATURES,
 ) -> Response:
     """evidently's HTML report of a drift evaluation's window (built once, then stored
     gzip-compressed: sent so, `Content-Encoding: gzip`, when `Accept-Encoding` allows
-    gzip, else decompressed). At most a few reports are built at once in the daemon: one
-    that needs building beyond them is 429 `report_busy` with `Retry-After`; a stored one
-    is always served. A verdict whose requests were all deleted since (by retention),
-    unless its report was built before (and not removed by retention since), is 410
-    `window_purged`."""
+    gzip, else decompressed). It shows the prediction and the label, then at most
+    `features` features (1-1000, default 50): those the verdict drifted, then the most
+    drifted by the verdict's scores, and says first how many columns it left out; only
+    the default's report is stored, another `features` is built on each request (when it
+    shows other columns than the default's). At most a few reports are built at once in
+    the daemon: one that needs building beyond them is 429 `report_busy` with
+    `Retry-After`; a stored one is always served. A verdict whose requests were all
+    deleted since (by retention), unless its report was built before (and not removed by
+    retention since), is 410 `window_purged`."""
     evaluator = context(request).evaluator
     try:
         stored = await run_in_threadpool(
@@ -231,6 +240,7 @@ async def drift_report(
             evaluator.report_baseline,
             model,
             evaluation_id,
+            features=features,
         )
     except ReportBusyError as exc:
         response = error_response(*describe(exc))

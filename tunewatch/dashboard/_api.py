@@ -107,7 +107,9 @@ def drift(
     fixed threshold, below 0.5, and a drifted one at 0.5 or more) and `drifted[i]` whether
     any window drifted it; `evaluation`, `status`, `alarm`, `window_end` and
     `drifted_share` are of the column's newest window that raised the alarm, else its
-    newest; `latest` links the evidently report. Every window in range is read. Of more
+    newest; `latest` links the evidently report, its `columns` those of the features
+    kept (below), the prediction and the label, `columns_total` counting all it tested.
+    Every window in range is read. Of more
     than `features` features (1-1000, default 50), those beyond chance in some column,
     then by highest share, then by highest score are kept, in the model's order;
     `features_total` counts them all."""

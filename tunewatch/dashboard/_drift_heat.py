@@ -5,11 +5,14 @@ Served through :func:`tunewatch.dashboard._series.drift`."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 from urllib.parse import quote
 
 from monitor.drift import METHODS
+from tunewatch._config_evaluation import LABEL_COLUMN, PREDICTION_COLUMN
+from tunewatch._drift_columns_shown import DRIFT_FEATURES as DRIFT_FEATURES  # the heatmap's
+from tunewatch._drift_columns_shown import MAX_DRIFT_FEATURES as MAX_DRIFT_FEATURES  # rows
+from tunewatch._drift_columns_shown import drift_score as _drift_score
 from tunewatch._version_metadata import finite_float
 from tunewatch.store import ModelRow
 
@@ -17,46 +20,6 @@ from ._chance import beyond_chance
 from ._data import Sources, _iso
 from ._downsample import MAX_POINTS, MAX_WINDOWS, buckets
 from ._queries import WindowRef, stream_windows, window_ids
-
-DRIFT_FEATURES = 50  # the drift heatmap's default number of rows (features)
-MAX_DRIFT_FEATURES = 1000  # the most it shows
-
-
-BELOW_DRIFT = math.nextafter(0.5, 0.0)
-"""The highest score of a column that did not drift: a drifted one scores 0.5 or more."""
-
-
-def _drift_score(column: dict[str, Any], fixed: float | None = None) -> float | None:
-    """A column's drift on [0, 1]: 1 - p for tests that give a p-value, else the distance
-    over twice its threshold (so the threshold sits at 0.5), capped at 1.
-
-    A distance over categories is judged against its sampling-noise floor too, once it
-    reaches the fixed threshold (:mod:`monitor.drift._noise`): the stored threshold is then
-    the raised one. Scored against that, a distance just under the fixed threshold scored
-    0.498 and larger ones the floor kept from drifting 0.43. So a distance that did not
-    drift is scored against ``fixed`` (the method's configured threshold; the stored one
-    when it is lower or ``fixed`` is unknown), and below :data:`BELOW_DRIFT` at most:
-    increasing with the distance, and under every drifted distance of the method, which
-    scores against the threshold it reached (0.5 or more)."""
-    p = column.get("p_value")
-    if type(p) is float and 0.0 <= p <= 1.0:  # the common case, first: the drift page folds
-        return 1.0 - p  # every window's columns through here
-    p = finite_float(p)
-    if p is not None:
-        return min(max(1.0 - p, 0.0), 1.0)
-    stat, threshold = finite_float(column.get("statistic")), finite_float(column.get("threshold"))
-    if stat is None:
-        return None
-    if threshold is None or threshold <= 0:
-        return min(max(stat, 0.0), 1.0)
-    drifted = column.get("drifted")
-    if not isinstance(drifted, bool):
-        drifted = stat >= threshold
-    if drifted:
-        return min(max(stat / (2 * threshold), 0.5), 1.0)
-    if fixed is not None and 0 < fixed < threshold:
-        threshold = fixed
-    return min(max(stat / (2 * threshold), 0.0), BELOW_DRIFT)
 
 
 class _FixedThresholds:
@@ -213,7 +176,9 @@ def drift(
     newest. ``features`` are the model's features, then every other column any window in
     range holds (e.g. ``__prediction__``), in the order the newest hold them; of more than
     ``features`` of them, the ``features`` most drifting are kept, in that order
-    (:func:`_most_drifting`), and ``features_total`` counts them all.
+    (:func:`_most_drifting`), and ``features_total`` counts them all. ``latest`` is the
+    newest window: its ``columns`` those of the features kept, the prediction and the
+    label (:func:`_latest_columns`), of ``columns_total`` it tested.
 
     Every window in range is read, so the cost grows with ``windows`` (a year of hourly
     windows by default, at most 100,000 through the API) and with the number of features,
@@ -276,10 +241,23 @@ def drift(
             "alarm": latest.alarm,
             "rule": latest_payload.get("rule"),
             "drifted_columns": latest_payload.get("drifted_columns", []),
-            "columns": latest_payload.get("columns", []),
+            "columns": _latest_columns(latest_payload, shown),
+            "columns_total": len(latest_payload.get("columns", ())),
             "report": f"/v1/models/{quote(model, safe='')}/evaluations/{latest.id}/report",
         },
     }
+
+
+def _latest_columns(payload: dict[str, Any], shown: list[str]) -> list[Any]:
+    """The latest window's columns of the features the heatmap shows, the prediction and
+    the label, in the window's order: every column of a 3,000-feature model was 1.16 MB of
+    JSON, and as many rows of the page's table, with 50 features shown."""
+    kept = {*shown, PREDICTION_COLUMN, LABEL_COLUMN}
+    return [
+        c
+        for c in payload.get("columns", ())
+        if not isinstance(c, dict) or str(c.get("column")) in kept
+    ]
 
 
 def _most_drifting(names: list[str], folded: list[_Column], limit: int) -> list[str]:

@@ -176,6 +176,7 @@ def drift_page(model: str, request: Request, features: str | None = None) -> Res
                 f"{e(latest['rule'])}. "
                 f'<a class="report" href="{escape(report)}">evidently report</a> '
                 f"(API: <code>{escape(latest['report'])}</code>)</p>"
+                + _latest_shown(len(rows), latest["columns_total"])
                 + table(
                     ["feature", "method", "statistic", "p-value", "threshold", "drift", "n"], rows
                 )
@@ -183,6 +184,16 @@ def drift_page(model: str, request: Request, features: str | None = None) -> Res
         return shell(f"{model}: drift", "".join(parts), who=who, model=model, tab="drift")
 
     return render_page(request, render)
+
+
+def _latest_shown(shown: int, total: int) -> str:
+    """How many of the latest window's columns its table shows, when not all."""
+    if shown >= total:
+        return ""
+    return (
+        f'<p class="muted columns-shown">{shown} of {total} columns shown: the heatmap\'s '
+        "features, the prediction and the label.</p>"
+    )
 
 
 def _heat_tip(column: dict[str, Any], row: int) -> str:
