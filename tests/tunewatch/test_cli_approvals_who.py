@@ -48,14 +48,14 @@ def test_approvals_name_the_requester_and_the_decider(
     for _ in range(3):
         register = ("register", "credit", str(onnx), "--task", "binary", "--features", features)
         assert run(config, *register) == 0
-    assert run(config, "promote", "credit", "1", "--reason", "first") == 0  # request 1
-    assert run(config, "promote", "credit", "3", "--reason", "also first") == 0  # request 2
+    assert run(config, "promote", "credit", "1", "--reason", "first") == 3  # request 1
+    assert run(config, "promote", "credit", "3", "--reason", "also first") == 3  # request 2
     assert run(config, "approve", "1", "--reason", "reviewed", actor="bob") == 0
     # request 2 was made with no champion, v1 is champion now: closed unpromoted
     assert run(config, "approve", "2", "--reason", "ok", actor="bob") == 1
-    assert run(config, "promote", "credit", "2", "--reason", "second") == 0  # request 3
+    assert run(config, "promote", "credit", "2", "--reason", "second") == 3  # request 3
     assert run(config, "reject", "3", "--reason", "not convinced", actor="carol") == 0
-    assert run(config, "promote", "credit", "3", "--reason", "third") == 0  # request 4
+    assert run(config, "promote", "credit", "3", "--reason", "third") == 3  # request 4
     listed = _listed(config, capsys)
     assert listed == {
         4: "credit v3 pending (requested by alice; rules: regulated model)",
@@ -79,8 +79,8 @@ def test_approvals_name_everyone_who_asked_for_a_pending_request(
     features = ",".join(trained[0].metadata.feature_names)
     register = ("register", "credit", str(onnx), "--task", "binary", "--features", features)
     assert run(config, *register) == 0
-    assert run(config, "promote", "credit", "1", "--reason", "first") == 0
-    assert run(config, "promote", "credit", "1", "--reason", "me too", actor="dave") == 0
+    assert run(config, "promote", "credit", "1", "--reason", "first") == 3
+    assert run(config, "promote", "credit", "1", "--reason", "me too", actor="dave") == 3
     assert _listed(config, capsys) == {
         1: "credit v1 pending (requested by alice, dave; rules: regulated model)"
     }

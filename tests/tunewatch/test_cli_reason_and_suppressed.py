@@ -47,11 +47,13 @@ def governed(tmp_path: Path, trained: list[ExampleModel]) -> Path:
         args = ("register", MODEL, str(onnx), "--task", "binary", "--features", features)
         assert run(config, *args) == 0
     for version in ("1", "2"):
-        assert run(config, "promote", MODEL, version, "--reason", f"v{version} is better") == 0
+        assert (
+            run(config, "promote", MODEL, version, "--reason", f"v{version} is better") == 3
+        )  # waits for bob
         with _store(tmp_path) as store:
             (pending,) = store.list_approvals(status="pending")
         assert run(config, "approve", str(pending.id), "--reason", "reviewed", actor="bob") == 0
-    assert run(config, "promote", MODEL, "1", "--reason", "v1 again") == 0
+    assert run(config, "promote", MODEL, "1", "--reason", "v1 again") == 3
     return config
 
 

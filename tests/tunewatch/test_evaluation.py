@@ -1413,8 +1413,10 @@ def test_a_tiny_first_window_does_not_set_the_default_decay_threshold(
     )
     try:
         # labels are stamped with the database's time: requests after it have every
-        # label matured with maturity_s = 0
-        t0 = datetime.now(UTC) + timedelta(hours=1)
+        # label matured with maturity_s = 0. On an hour's edge, as the decay windows are:
+        # from the wall clock's minute, an hour's 300 requests straddled two windows
+        # whenever the test ran in an hour's last five minutes, and the anchor moved
+        t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
         d.evaluator.clock = lambda: t0 + timedelta(hours=24)
         if tiny_first_window:
             _write_hour(d, t0, 0, 2, 0.0, seed=1)

@@ -80,7 +80,12 @@ class Leader:
 
 
 def _leader(store: Store, config_dir: Path, job: PerModelJob, metrics: ServingMetrics) -> Scheduler:
-    config = build_config({"data_dir": str(config_dir), "scheduler": {"lease_ttl_s": 30}}, env={})
+    raw = {
+        "data_dir": str(config_dir),
+        "scheduler": {"lease_ttl_s": 30},
+        "tuning": {"archive_after_days": None},  # no other task's runs among the job's
+    }
+    config = build_config(raw, env={})
     return Scheduler(store=store, config=config, jobs=[job], metrics=metrics, clock=FakeClock())
 
 
