@@ -10,8 +10,11 @@ succeeded job's ``result.study`` repeats), and the outer studies of ``cv: nested
 (``<study>-outer<k>``, recorded in the job's ``nested``; any the storage holds, also one
 a failed job began without recording). A study name is random per job
 (``tunewatch.store._jobs.new_study_name``), so a study of another store sharing the
-storage is never one of them. Studies of jobs queued before jobs recorded their study's
-name (``{model}-job{id}``, which another store's job may share) stay where they are.
+storage is never one of them — but for a store restored from a backup beside the
+original, which holds the same jobs: stores sharing a tuning storage must share their
+archive too (docs/configuration.md). Studies of jobs queued before jobs recorded their
+study's name (``{model}-job{id}``, which another store's job may share) stay where they
+are.
 
 Each study is moved by :func:`retune.archive_study` (a copy, checked, then the deletion:
 a run cut by a crash is finished by the next); warm start, the dashboard and the report
