@@ -50,6 +50,12 @@ class AuditFront(StoreFront):
                 conn, model=model, type=type, types=types, limit=limit, before_id=before_id
             )
 
+    def event_type_stored(self, type: str, *, model: str | None = None) -> bool:
+        """Whether any event of ``type`` is stored, looked for among ``model``'s first
+        (see :func:`._events.event_type_stored`)."""
+        with self._read("event_type_stored") as conn:
+            return _events.event_type_stored(conn, type=type, model=model)
+
     def events_after(
         self, after_id: int, *, also: Sequence[int] = (), limit: int = 500
     ) -> list[Event]:
