@@ -92,6 +92,9 @@ from tunewatch._config_sections import (
     AlertingConfig as AlertingConfig,
 )
 from tunewatch._config_sections import (
+    ApprovalsConfig as ApprovalsConfig,
+)
+from tunewatch._config_sections import (
     AuthConfig as AuthConfig,
 )
 from tunewatch._config_sections import (
@@ -136,6 +139,7 @@ class Config(_Frozen):
     alerting: AlertingConfig = AlertingConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     tuning: TuningConfig = TuningConfig()
+    approvals: ApprovalsConfig = ApprovalsConfig()
     models: tuple[ModelConfig, ...] = ()
 
     @field_validator("data_dir")

@@ -1,6 +1,6 @@
 """The daemon-wide sections of the configuration (``store``, ``server``, ``recording``,
-``scoring``, ``auth``, ``alerting``, ``scheduler``, ``tuning``), each a frozen model; the
-whole file is :class:`tunewatch._config.Config`."""
+``scoring``, ``auth``, ``alerting``, ``scheduler``, ``tuning``, ``approvals``), each a
+frozen model; the whole file is :class:`tunewatch._config.Config`."""
 
 from __future__ import annotations
 
@@ -238,3 +238,13 @@ class TuningConfig(_Frozen):
             )
         value = without_nul(value, "a database URL or journal file", url=True)
         return None if value is None else openable_storage(value)
+
+
+class ApprovalsConfig(_Frozen):
+    # A pending approval request expires this many days after it was made: its evidence is
+    # that old. Approving it then closes it unpromoted (stored as rejected, the reason
+    # saying so), and the scheduler's leader closes every expired one hourly
+    # (tunewatch._approval_expiry). A request was approvable for ever, and approved four
+    # months on it promoted a version on evidence no one had looked at since. null: a
+    # request never expires.
+    expire_after_days: float | None = Field(default=30.0, gt=0, le=MAX_DURATION_S / 86_400)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Literal
 
 from monitor.objectives import ObjectiveError, make_objective
@@ -55,7 +56,7 @@ from tunewatch._governance_refusals import refusal_audited
 from tunewatch._promotion_signature import check_promotion_signature, check_servable
 from tunewatch.comparison._config import comparison_of
 from tunewatch.store import MAX_ID, NO_CHAMPION, ApprovalRow, ModelRow, Stage, Store, VersionRow
-from tunewatch.store._governance import replaced_champion
+from tunewatch.store._governance import expires_at, replaced_champion
 
 logger = logging.getLogger(__name__)
 
@@ -336,8 +337,10 @@ def decide_approval(
     With ``audit_refusal`` (a person's decision: the CLI's, the API's), a refusal
     (``same_person``, ``already_decided`` …) is audited as ``denied_approve`` or
     ``denied_reject`` (:func:`audit_denied`) against the approval's version, and raised;
-    so is an approval the store closed unpromoted (``champion_changed``), returned (the
-    closure is committed, and its own entry says why), which the API answers 409."""
+    so is an approval the store closed unpromoted (:func:`closed_code`: expired,
+    ``approval_expired``, or ``champion_changed``), returned (the closure is committed, and
+    its own entry says why), which the API answers 409. An expired request is closed
+    without reading its version's artefact: it is not promoted whatever that holds."""
     action: GovernedAction = "approve" if approve else "reject"
     details = {"approval": approval_id, "reason": reason}
     with refusal_audited(
@@ -366,7 +369,7 @@ def decide_approval(
             actor=approver,
             target=f"{decided.model}/v{decided.version}",
             status=409,
-            code="champion_changed",
+            code=closed_code(decided, config),
             message=closed_unpromoted(decided),
             details=details,
         )
@@ -374,9 +377,18 @@ def decide_approval(
 
 
 def closed_unpromoted(decided: ApprovalRow) -> str:
-    """Why approving ``decided`` closed it unpromoted: its decision reason (the champion
-    changed since the request), the message of the API's 409 ``champion_changed``."""
+    """Why approving ``decided`` closed it unpromoted: its decision reason (it expired, or
+    the champion changed since the request), the message of the API's 409."""
     return decided.decision_reason or "the champion changed since the request"
+
+
+def closed_code(decided: ApprovalRow, config: Config) -> str:
+    """The code of an approval closed unpromoted: ``approval_expired`` when it was decided
+    at or after its expiry (``approvals.expire_after_days``; the store checks expiry
+    first and stamps the decision with the time it checked), else ``champion_changed``."""
+    deadline = expires_at(decided.created_at, config.approvals.expire_after_days)
+    at = decided.decided_at
+    return "approval_expired" if deadline and at and at >= deadline else "champion_changed"
 
 
 def _decide_approval(
@@ -389,6 +401,8 @@ def _decide_approval(
     reason: str,
     artefacts: ArtefactStore | None,
 ) -> tuple[ApprovalRow, tuple[VersionRow, VersionRow | None] | None]:
+    now = datetime.now(UTC)  # the store's expiry check's, and the decision's, time
+    limit = config.approvals.expire_after_days
     if approve:
         artefacts = (
             ArtefactStore(config.artefact_dir, store=store) if artefacts is None else artefacts
@@ -397,8 +411,10 @@ def _decide_approval(
         champion = store.champion(approval.model)
         found = None if champion is None else champion.version
         target = store.get_version(approval.model, approval.version)
+        deadline = expires_at(approval.created_at, limit)
         if (
             approval.status == "pending"
+            and (deadline is None or now < deadline)  # an expired one is closed unread
             and found == approval.champion_version
             and not _in_service(target)
         ):
@@ -408,12 +424,18 @@ def _decide_approval(
     else:
         keep = False
     decided, promoted = store.decide_approval(
-        approval_id, approver=approver, approve=approve, reason=reason, keep_previous=keep
+        approval_id,
+        approver=approver,
+        approve=approve,
+        reason=reason,
+        keep_previous=keep,
+        expire_after_days=limit,
+        now=now,
     )
     ids = (decided.id, decided.model, decided.version)
     if promoted is not None:
         how = f"approved by {approver!r} and promoted ({_replaced(promoted[1])})"
-    elif approve:  # the champion changed since the request: closed, stored as rejected
+    elif approve:  # expired, or the champion changed since: closed, stored as rejected
         how, reason = f"closed unpromoted by {approver!r}", decided.decision_reason or reason
     else:
         how = f"rejected by {approver!r}"

@@ -755,6 +755,7 @@ def test_degenerate_windows_are_insufficient_data_and_the_scheduler_survives_fai
             "count_events",  # the events every process stored, counted by the leader
             "evaluate:broken",
             "evaluate:credit",
+            "expire_approvals",  # pending approval requests expired, hourly
             "export_tuning",  # with the daemon's metrics: the running jobs' progress
             "leadership",
         ]
@@ -772,10 +773,20 @@ def test_only_one_scheduler_leads_and_another_takes_over(daemon: Daemon) -> None
     try:
         assert a.leader and not b.leader
         assert b.scheduled() == ["leadership"]
-        assert a.scheduled() == ["archive_studies", "evaluate:credit", "leadership"]
+        assert a.scheduled() == [
+            "archive_studies",
+            "evaluate:credit",
+            "expire_approvals",
+            "leadership",
+        ]
         a.shutdown()  # releases the lease
         b._lead()
-        assert b.leader and b.scheduled() == ["archive_studies", "evaluate:credit", "leadership"]
+        assert b.leader and b.scheduled() == [
+            "archive_studies",
+            "evaluate:credit",
+            "expire_approvals",
+            "leadership",
+        ]
     finally:
         b.shutdown()
 

@@ -75,7 +75,12 @@ def test_a_store_outage_while_listing_models_at_start_does_not_stop_the_daemon(
     try:
         scheduler.start()
         assert scheduler.leader
-        assert scheduler.scheduled() == ["archive_studies", "launch_jobs", "leadership"]
+        assert scheduler.scheduled() == [
+            "archive_studies",
+            "expire_approvals",
+            "launch_jobs",
+            "leadership",
+        ]
         assert "could not list the models" in caplog.text
         assert "the store is briefly unavailable" in caplog.text
         outage.down = False
@@ -83,6 +88,7 @@ def test_a_store_outage_while_listing_models_at_start_does_not_stop_the_daemon(
         assert scheduler.scheduled() == [
             "archive_studies",
             "evaluate:a",
+            "expire_approvals",  # pending approval requests expired, hourly
             "launch_jobs",
             "leadership",
         ]
@@ -103,7 +109,12 @@ def test_a_store_outage_while_listing_models_keeps_the_scheduled_jobs_and_their_
         monkeypatch.setattr(store, "list_models", ListingOutage(store))
         scheduler._lead()
         assert scheduler.leader
-        assert scheduler.scheduled() == ["archive_studies", "evaluate:a", "launch_jobs"]
+        assert scheduler.scheduled() == [
+            "archive_studies",
+            "evaluate:a",
+            "expire_approvals",
+            "launch_jobs",
+        ]
         assert scheduler._aps.get_job("evaluate:a").next_run_time == due
         assert "could not list the models" in caplog.text
     finally:

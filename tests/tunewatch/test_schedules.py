@@ -63,6 +63,7 @@ def test_models_without_a_schedule_get_no_retune_job(
             "compare:credit",
             "count_events",
             "evaluate:credit",
+            "expire_approvals",  # pending approval requests expired, hourly
             "export_tuning",
             "launch_jobs",
             "leadership",
@@ -198,7 +199,12 @@ def test_a_model_whose_jobs_cannot_be_built_does_not_stop_the_others(
     try:
         scheduler._lead()
         assert scheduler.leader
-        assert scheduler.scheduled() == ["archive_studies", "evaluate:a", "evaluate:c"]
+        assert scheduler.scheduled() == [
+            "archive_studies",
+            "evaluate:a",
+            "evaluate:c",
+            "expire_approvals",
+        ]
         assert "model=b" in caplog.text and "no schedule for b" in caplog.text
     finally:
         store.release_lease("scheduler", scheduler.holder)
@@ -510,7 +516,12 @@ def test_a_model_whose_trigger_cannot_be_added_does_not_stop_the_others(
     try:
         scheduler._lead()
         assert scheduler.leader
-        assert scheduler.scheduled() == ["archive_studies", "evaluate:a", "evaluate:c"]
+        assert scheduler.scheduled() == [
+            "archive_studies",
+            "evaluate:a",
+            "evaluate:c",
+            "expire_approvals",
+        ]
         assert "evaluate:b" in caplog.text
     finally:
         store.release_lease("scheduler", scheduler.holder)

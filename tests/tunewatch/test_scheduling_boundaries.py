@@ -101,7 +101,7 @@ def test_a_cron_job_without_a_last_run_is_scheduled_for_its_next_fire_time(
     )
     try:
         scheduler._lead()
-        assert scheduler.scheduled() == ["archive_studies", "report:a"]
+        assert scheduler.scheduled() == ["archive_studies", "expire_approvals", "report:a"]
         job = scheduler._aps.get_job("report:a")
         nxt = job.trigger.get_next_fire_time(None, datetime.now(UTC))
         assert nxt is not None and nxt.weekday() == 6 and nxt.hour == 3

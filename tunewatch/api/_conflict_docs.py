@@ -15,6 +15,7 @@ CONFLICTS = {
     "not_promotable": "rolled back: final",
     "no_previous_champion": "nothing to restore: none replaced, or rolled back or pulled since",
     "same_person": "a requester may not decide it",
+    "approval_expired": "made `approvals.expire_after_days` ago or more: closed unpromoted",
     "already_decided": "decided or closed already",
     "stage_changed": "the version was retired or rolled back since the request",
     "champion_cannot_retire": "promote another version first",

@@ -16,6 +16,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from tunewatch import _governance as governance
 from tunewatch._approval_rules import check_champion_registration
 from tunewatch._auth import Principal
+from tunewatch._config import Config
 from tunewatch._objective_display import known, score
 from tunewatch._reference import Reference
 from tunewatch._registry import check_caller_study
@@ -37,6 +38,7 @@ from tunewatch.store import (
     RunTally,
     VersionRow,
 )
+from tunewatch.store._governance import expires_at
 
 from ._conflict_docs import DECIDING, PENDING, TO_SERVE, conflicts
 
@@ -396,7 +398,10 @@ def promote(
     if outcome.status == "pending_approval":
         assert outcome.approval is not None
         return JSONResponse(
-            {"status": outcome.status, "approval": approval_json(outcome.approval)},
+            {
+                "status": outcome.status,
+                "approval": approval_json(outcome.approval, ctx.runtime.config),
+            },
             status_code=202,
         )
     if not outcome.unchanged:
@@ -414,12 +419,18 @@ def promotion_json(new: VersionRow | None, previous: VersionRow | None) -> dict[
     }
 
 
-def approval_json(a: ApprovalRow) -> dict[str, Any]:
+def approval_json(a: ApprovalRow, config: Config) -> dict[str, Any]:
+    """``a`` as the API answers it, with ``expires_at``: when a pending request expires
+    (``approvals.expire_after_days``; approved after, it is closed unpromoted), null for
+    one decided or when requests never expire."""
     out = asdict(a)
     out["rules"] = list(a.rules)
     out["co_requesters"] = list(a.co_requesters)
     for key in ("created_at", "decided_at"):
         out[key] = out[key].isoformat() if out.get(key) else None
+    limit = config.approvals.expire_after_days
+    deadline = expires_at(a.created_at, limit) if a.status == "pending" else None
+    out["expires_at"] = None if deadline is None else deadline.isoformat()
     return out
 
 
@@ -482,12 +493,15 @@ def list_approvals(
     before_id: SmallRowCursor = None,
 ) -> dict[str, Any]:
     """Approval requests, newest first (by id, the order they were made in); ``next``:
-    the ``before_id`` of the next older page, null on the last."""
-    read = context(request).runtime.store.list_approvals(
+    the ``before_id`` of the next older page, null on the last. A pending request's
+    ``expires_at`` is when it expires (``approvals.expire_after_days``): approved after,
+    it is closed unpromoted."""
+    runtime = context(request).runtime
+    read = runtime.store.list_approvals(
         model=model, status=status, limit=limit + 1, before_id=before_id
     )
     approvals, after = paged(read, limit, lambda a: a.id)
-    return {"approvals": [approval_json(a) for a in approvals], "next": after}
+    return {"approvals": [approval_json(a, runtime.config) for a in approvals], "next": after}
 
 
 def _decide(
@@ -504,10 +518,11 @@ def _decide(
         artefacts=ctx.runtime.artefacts,
         audit_refusal=True,
     )
-    if approve and decided.status == "rejected":  # closed: the champion changed meanwhile
+    if approve and decided.status == "rejected":  # closed: expired, or the champion changed
         # audited as denied_approve by governance.decide_approval
-        raise ApiError(409, "champion_changed", governance.closed_unpromoted(decided))
-    out: dict[str, Any] = {"approval": approval_json(decided)}
+        code = governance.closed_code(decided, ctx.runtime.config)
+        raise ApiError(409, code, governance.closed_unpromoted(decided))
+    out: dict[str, Any] = {"approval": approval_json(decided, ctx.runtime.config)}
     if promoted is not None:
         ctx.runtime.try_load(decided.model)
         versions = [row.version for row in promoted if row is not None]  # new, replaced
@@ -518,13 +533,15 @@ def _decide(
 
 @router.post(
     "/approvals/{approval_id}/approve",
-    responses=conflicts(*DECIDING, "stage_changed", *TO_SERVE),
+    responses=conflicts(*DECIDING, "stage_changed", "approval_expired", *TO_SERVE),
 )
 @_refusals_audited("approve")
 def approve(
     approval_id: RowId, body: StageChange, request: Request, principal: Approver
 ) -> dict[str, Any]:
-    """Approve a pending promotion (not by its requester); it is promoted atomically."""
+    """Approve a pending promotion (not by its requester); it is promoted atomically. One
+    made ``approvals.expire_after_days`` ago or more is closed unpromoted (409
+    ``approval_expired``)."""
     return _decide(request, approval_id, principal, body, approve=True)
 
 

@@ -1,4 +1,5 @@
-"""The approvals table: its rows read back, and a pending request closed.
+"""The approvals table: its rows read back, a pending request closed, and the requests
+past ``approvals.expire_after_days`` closed.
 
 Reading a request fills in who else asked for it: its co-requesters are the actors of the
 ``request_approval`` audit entries naming it, other than its requester. Closing one
@@ -7,13 +8,20 @@ move away (retired, rolled back) and its promotion without its request make;
 :mod:`._governance` requests and decides approvals on top of these rows,
 :mod:`._champion_rollback` closes the rolled-back version's and :mod:`._stage_changes`
 the promoted version's. Each function runs inside the caller's transaction.
+
+A request expires ``expire_after_days`` after it was made (:func:`expires_at`): its
+evidence is that old, and approving it then promoted a version on evidence no one had
+looked at since. Approving an expired one closes it unpromoted
+(:func:`~._governance.decide_approval`, with :func:`expiry_reason`), and the leader's sweep
+closes every one (:func:`close_expired_approvals`). The limit is the caller's: the store
+reads no configuration.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row, select, update
@@ -21,6 +29,7 @@ from sqlalchemy import Connection, Row, select, update
 from .._errors import NotFoundError
 from ._audit import append_audit_in
 from ._events import add_event_in, holds_nul
+from ._registry_reads import _lock_model
 from ._schema import approvals, audit_entries
 from ._types import utcnow
 
@@ -69,6 +78,69 @@ def close_promoted_approvals(
     requested against) and stored as rejected then."""
     why = f"superseded: v{version} was promoted without this request ({reason})"
     _close_pending(conn, model, version, actor=actor, reason=why)
+
+
+def expires_at(created_at: datetime, expire_after_days: float | None) -> datetime | None:
+    """When a request made at ``created_at`` expires; ``None`` without a limit."""
+    if expire_after_days is None:
+        return None
+    return created_at + timedelta(days=expire_after_days)
+
+
+def expiry_reason(
+    approval: ApprovalRow, *, expire_after_days: float | None, now: datetime, reason: str
+) -> str | None:
+    """Why ``approval`` may no longer be approved at ``now`` (it expired: made at least
+    ``expire_after_days`` before), wrapping ``reason``; ``None`` when it may."""
+    deadline = expires_at(approval.created_at, expire_after_days)
+    if deadline is None or now < deadline:
+        return None
+    age = (now - approval.created_at) / timedelta(days=1)
+    return (
+        f"not promoted: requested {_days(age)} days ago; approvals.expire_after_days is "
+        f"{_days(expire_after_days)} ({reason})"
+    )
+
+
+def _days(days: float | None) -> str:
+    """A count of days as a message says it: to a tenth, without a trailing ``.0``."""
+    return f"{days:.1f}".removesuffix(".0")
+
+
+def close_expired_approvals(
+    conn: Connection, *, expire_after_days: float, actor: str, now: datetime
+) -> list[ApprovalRow]:
+    """Close (rejected, by ``actor``) every pending approval made at least
+    ``expire_after_days`` before ``now``, each audited and with its event as a superseded
+    one is, its reason :func:`expiry_reason`'s around the request's own; the closed ones,
+    oldest first. Each model is locked before its requests are read again, as a decision
+    locks it: a request approved meanwhile is not closed over its approval."""
+    before = now - timedelta(days=expire_after_days)
+    models = conn.execute(
+        select(approvals.c.model)
+        .where(approvals.c.status == "pending", approvals.c.created_at <= before)
+        .distinct()
+    ).scalars()
+    closed: list[int] = []
+    for model in sorted(models):
+        _lock_model(conn, model)
+        rows = conn.execute(
+            select(approvals)
+            .where(
+                approvals.c.model == model,
+                approvals.c.status == "pending",
+                approvals.c.created_at <= before,
+            )
+            .order_by(approvals.c.id)
+        ).all()
+        for approval in _approvals(conn, rows):
+            why = expiry_reason(
+                approval, expire_after_days=expire_after_days, now=now, reason=approval.reason
+            )
+            assert why is not None  # read as made at least expire_after_days before
+            close_approval(conn, approval.id, model, approval.version, actor=actor, reason=why)
+            closed.append(approval.id)
+    return sorted((get_approval(conn, i) for i in closed), key=lambda a: (a.created_at, a.id))
 
 
 def _close_pending(conn: Connection, model: str, version: int, *, actor: str, reason: str) -> None:

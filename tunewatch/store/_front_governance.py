@@ -7,11 +7,12 @@ each method opens one transaction and delegates to ``_governance``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from . import _governance
 from ._front_base import StoreFront
 from ._governance import ApprovalRow
-from ._types import Stage, VersionRow
+from ._types import Stage, VersionRow, utcnow
 
 
 class GovernanceFront(StoreFront):
@@ -51,10 +52,14 @@ class GovernanceFront(StoreFront):
         approve: bool,
         reason: str,
         keep_previous: bool = False,
+        expire_after_days: float | None = None,
+        now: datetime | None = None,
     ) -> tuple[ApprovalRow, tuple[VersionRow, VersionRow | None] | None]:
         """Approve (promoting in the same transaction) or reject; never by the requester.
         ``keep_previous``: an approval that promotes keeps the old champion in shadow
-        (:meth:`promote`)."""
+        (:meth:`promote`). Approving a request made at least ``expire_after_days`` before
+        ``now`` (``approvals.expire_after_days``; ``None``: no limit) closes it unpromoted,
+        stored as rejected, as one made against another champion is."""
         with self._tx("decide_approval") as conn:
             return _governance.decide_approval(
                 conn,
@@ -63,6 +68,19 @@ class GovernanceFront(StoreFront):
                 approve=approve,
                 reason=reason,
                 keep_previous=keep_previous,
+                expire_after_days=expire_after_days,
+                now=now,
+            )
+
+    def close_expired_approvals(
+        self, *, expire_after_days: float, actor: str, now: datetime | None = None
+    ) -> list[ApprovalRow]:
+        """Close (stored as rejected, by ``actor``) every pending approval made at least
+        ``expire_after_days`` before ``now`` (the clock's by default), each audited with
+        its event, in one transaction; the closed ones, oldest first."""
+        with self._tx("close_expired_approvals") as conn:
+            return _governance.close_expired_approvals(
+                conn, expire_after_days=expire_after_days, actor=actor, now=now or utcnow()
             )
 
     def get_approval(self, approval_id: int) -> ApprovalRow:

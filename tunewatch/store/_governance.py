@@ -30,7 +30,8 @@ same-person rule, a stale request superseded, the checks that a decision still h
 the other parts live in one module per concern, re-exported here:
 
 - ``_approval_rows``: :class:`ApprovalRow`, approvals read back with their co-requesters,
-  and a pending request closed (:func:`close_pending_approvals`);
+  a pending request closed (:func:`close_pending_approvals`), and the expired ones
+  (:func:`close_expired_approvals`: ``approvals.expire_after_days``);
 - ``_champion_rollback``: :func:`rollback`, and what a rollback restores or finds out of
   reach (:func:`replaced_champion`, :class:`Pull`, :func:`find_pull`).
 """
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import Connection, select, update
 
@@ -48,7 +50,10 @@ from ._approval_rows import (
     ApprovalRow,
     approval_of,
     close_approval,
+    close_expired_approvals,
     close_pending_approvals,
+    expires_at,
+    expiry_reason,
     fit_reason,
     get_approval,
     list_approvals,
@@ -69,8 +74,10 @@ __all__ = [
     "ROTATED_NAME",
     "ApprovalRow",
     "Pull",
+    "close_expired_approvals",
     "close_pending_approvals",
     "decide_approval",
+    "expires_at",
     "find_pull",
     "get_approval",
     "list_approvals",
@@ -225,11 +232,21 @@ def decide_approval(
     approve: bool,
     reason: str,
     keep_previous: bool = False,
+    expire_after_days: float | None = None,
+    now: datetime | None = None,
 ) -> tuple[ApprovalRow, tuple[VersionRow, VersionRow | None] | None]:
     """Approve (and promote, atomically) or reject. The requester may not decide; a
     request whose version was retired or rolled back since is not approved
     (``stage_changed``). ``keep_previous``: the promotion keeps the old champion in
-    shadow (:func:`~._stage_changes.promote`)."""
+    shadow (:func:`~._stage_changes.promote`).
+
+    Approving a request made at least ``expire_after_days`` before ``now`` (the clock's by
+    default, also the decision's time; ``None``: no limit), or against another champion
+    than serves, does not promote: it is closed (stored as rejected, by ``approver``) with
+    the reason why around ``approver``'s, as its evidence is too old to be trusted, or no
+    longer holds. Expiry is checked first, so a closed approval whose ``decided_at`` is
+    past its expiry was closed for it (:func:`tunewatch._governance.closed_code`).
+    Rejecting one is a rejection like any other."""
     current = get_approval(conn, approval_id)
     _lock_model(conn, current.model)
     current = get_approval(conn, approval_id)  # re-read under the lock
@@ -246,9 +263,13 @@ def decide_approval(
             code="same_person",
         )
     status = "approved" if approve else "rejected"
+    now = now or utcnow()
     now_champion = champion(conn, current.model)
     changed = (None if now_champion is None else now_champion.version) != current.champion_version
-    if approve and changed:
+    expired = expiry_reason(current, expire_after_days=expire_after_days, now=now, reason=reason)
+    if approve and expired is not None:  # first: the caller tells the two apart by it
+        status, reason = "rejected", expired
+    elif approve and changed:
         # The request's evidence was against another champion (or none: requested before
         # there was one, or before requests recorded it): close it, do not promote.
         status = "rejected"
@@ -266,7 +287,7 @@ def decide_approval(
             status=status,
             decided_by=approver,
             decision_reason=fit_reason(reason),
-            decided_at=utcnow(),
+            decided_at=now,
         )
     )
     details = {"approval": approval_id, "version": current.version, "reason": reason}

@@ -40,6 +40,7 @@ CONFLICTS = {
         "same_person",
         "already_decided",
         "stage_changed",
+        "approval_expired",
         "champion_changed",
         "artefact_unavailable",
         "signature_mismatch",

@@ -1,0 +1,145 @@
+"""Approval requests expire (``approvals.expire_after_days``): approving one older than the
+limit closes it unpromoted, and the leader's sweep closes every such pending request — on
+SQLite and PostgreSQL. A request stayed approvable for ever: approved four months on, it
+promoted a version on evidence no one had looked at since."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+
+from tunewatch.store import ApprovalRow, Store
+from tunewatch.store._schema import approvals
+
+
+@pytest.fixture
+def versions(model_store: Store) -> Store:
+    """Model ``m``: v1 champion, v2 to v4 in shadow."""
+    for i, stage in enumerate(("champion", "shadow", "shadow", "shadow"), start=1):
+        model_store.add_version(
+            model="m",
+            artefact_sha256=f"{i:064d}",
+            hyperparameters={"C": i},
+            size_bytes=10,
+            actor="ci",
+            stage=stage,
+        )  # type: ignore[arg-type]
+    return model_store
+
+
+def _request(store: Store, version: int) -> ApprovalRow:
+    return store.request_approval(
+        "m", version, requested_by="alice", reason="it won", rules=["regulated"]
+    )
+
+
+def test_approving_an_expired_request_closes_it_unpromoted_with_the_reason(
+    versions: Store,
+) -> None:
+    request = _request(versions, 2)
+    later = request.created_at + timedelta(days=120)
+    decided, promoted = versions.decide_approval(
+        request.id,
+        approver="bob",
+        approve=True,
+        reason="looks fine",
+        expire_after_days=30,
+        now=later,
+    )
+    assert promoted is None
+    assert versions.champion("m").version == 1  # type: ignore[union-attr]
+    assert decided.status == "rejected" and decided.decided_by == "bob"
+    assert decided.decision_reason == (
+        "not promoted: requested 120 days ago; approvals.expire_after_days is 30 (looks fine)"
+    )
+    [entry] = versions.audit_log(1)
+    assert (entry.actor, entry.action, entry.target) == ("bob", "approval_rejected", "m/v2")
+    assert entry.details["reason"] == decided.decision_reason
+    [event] = versions.list_events(model="m", type="approval_rejected")
+    assert event.payload == {
+        "approval": request.id,
+        "version": 2,
+        "reason": entry.details["reason"],
+    }
+    assert versions.verify_audit() is None
+
+
+def test_approving_just_inside_the_limit_still_promotes(versions: Store) -> None:
+    request = _request(versions, 2)
+    decided, promoted = versions.decide_approval(
+        request.id,
+        approver="bob",
+        approve=True,
+        reason="checked",
+        expire_after_days=30,
+        now=request.created_at + timedelta(days=30) - timedelta(seconds=1),
+    )
+    assert decided.status == "approved" and promoted is not None
+    assert versions.champion("m").version == 2  # type: ignore[union-attr]
+
+
+def test_rejecting_an_expired_request_is_a_plain_rejection(versions: Store) -> None:
+    request = _request(versions, 2)
+    decided, _ = versions.decide_approval(
+        request.id,
+        approver="bob",
+        approve=False,
+        reason="too risky",
+        expire_after_days=30,
+        now=request.created_at + timedelta(days=90),
+    )
+    assert (decided.status, decided.decision_reason) == ("rejected", "too risky")
+
+
+def test_no_limit_never_expires(versions: Store) -> None:
+    request = _request(versions, 2)
+    decided, promoted = versions.decide_approval(
+        request.id,
+        approver="bob",
+        approve=True,
+        reason="checked",
+        expire_after_days=None,
+        now=request.created_at + timedelta(days=3650),
+    )
+    assert decided.status == "approved" and promoted is not None
+
+
+def _backdate(store: Store, approval_id: int, days: float) -> None:
+    """Make request ``approval_id`` as if it had been made ``days`` earlier."""
+    with store.engine.begin() as conn:
+        created = conn.execute(
+            select(approvals.c.created_at).where(approvals.c.id == approval_id)
+        ).scalar_one()
+        conn.execute(
+            approvals.update()
+            .where(approvals.c.id == approval_id)
+            .values(created_at=created - timedelta(days=days))
+        )
+
+
+def test_the_sweep_closes_only_expired_pending_requests(versions: Store) -> None:
+    old, decided, fresh = (_request(versions, v) for v in (2, 3, 4))
+    versions.decide_approval(decided.id, approver="bob", approve=False, reason="no")
+    for approval_id in (old.id, decided.id):
+        _backdate(versions, approval_id, 40)
+    now = fresh.created_at + timedelta(days=10)
+    swept = versions.close_expired_approvals(expire_after_days=30, actor="tunewatch", now=now)
+    assert [a.id for a in swept] == [old.id]
+    [closed] = swept
+    assert (closed.status, closed.decided_by) == ("rejected", "tunewatch")
+    assert closed.decision_reason == (
+        "not promoted: requested 50 days ago; approvals.expire_after_days is 30 (it won)"
+    )
+    assert versions.get_approval(decided.id).decision_reason == "no"  # decided: left
+    assert versions.get_approval(fresh.id).status == "pending"  # 10 days old: left
+    assert versions.champion("m").version == 1  # type: ignore[union-attr]
+    [entry] = versions.audit_log(1)
+    assert (entry.actor, entry.action, entry.target) == ("tunewatch", "approval_rejected", "m/v2")
+    events = versions.list_events(model="m", type="approval_rejected")
+    assert [e.payload["approval"] for e in events] == [old.id, decided.id]
+    assert versions.verify_audit() is None
+    # nothing left to close: a second sweep writes nothing
+    assert versions.close_expired_approvals(expire_after_days=30, actor="tunewatch", now=now) == []
+    assert versions.audit_log(1) == [entry]
