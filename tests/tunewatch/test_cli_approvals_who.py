@@ -4,6 +4,8 @@ so), as the rationale report does."""
 
 from __future__ import annotations
 
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import yaml
 
 from tunewatch._cli import main
 from tunewatch._example import ExampleModel
+from tunewatch.store import Store
 
 
 @pytest.fixture
@@ -57,8 +60,12 @@ def test_approvals_name_the_requester_and_the_decider(
     assert run(config, "reject", "3", "--reason", "not convinced", actor="carol") == 0
     assert run(config, "promote", "credit", "3", "--reason", "third") == 3  # request 4
     listed = _listed(config, capsys)
+    expires = listed[4].removeprefix(
+        "credit v3 pending (requested by alice; rules: regulated model"
+    )
+    assert re.fullmatch(r"; expires \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ\)", expires), expires
     assert listed == {
-        4: "credit v3 pending (requested by alice; rules: regulated model)",
+        4: f"credit v3 pending (requested by alice; rules: regulated model{expires}",
         3: "credit v2 rejected by carol (requested by alice; rules: regulated model): "
         "not convinced",
         2: "credit v3 rejected by bob (requested by alice; rules: regulated model): "
@@ -81,6 +88,44 @@ def test_approvals_name_everyone_who_asked_for_a_pending_request(
     assert run(config, *register) == 0
     assert run(config, "promote", "credit", "1", "--reason", "first") == 3
     assert run(config, "promote", "credit", "1", "--reason", "me too", actor="dave") == 3
+    [listed] = _listed(config, capsys).items()
+    assert listed[0] == 1
+    assert listed[1].startswith(
+        "credit v1 pending (requested by alice, dave; rules: regulated model; expires "
+    )
+
+
+@pytest.mark.parametrize("days", [7, None], ids=["weekly", "never"])
+def test_approvals_say_when_a_pending_request_expires(
+    tmp_path: Path,
+    trained: list[ExampleModel],
+    capsys: pytest.CaptureFixture[str],
+    days: int | None,
+) -> None:
+    """A pending request's line ends with when it expires (``approvals.expire_after_days``;
+    approved after, it is closed unpromoted), to the second in UTC, as the API's
+    ``expires_at``; nothing when requests never expire."""
+    config = tmp_path / "tunewatch.yaml"
+    raw = {
+        "data_dir": str(tmp_path / "data"),
+        "approvals": {"expire_after_days": days},
+        "models": [{"name": "credit", "task": "binary", "regulated": True}],
+    }
+    config.write_text(yaml.safe_dump(raw))
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(trained[0].onnx)
+    features = ",".join(trained[0].metadata.feature_names)
+    register = ("register", "credit", str(onnx), "--task", "binary", "--features", features)
+    assert run(config, *register) == 0
+    assert run(config, "promote", "credit", "1", "--reason", "first") == 3
+    store = Store(f"sqlite:///{tmp_path / 'data' / 'tunewatch.db'}")
+    try:
+        [request] = store.list_approvals()
+    finally:
+        store.close()
+    expiry = ""
+    if days is not None:
+        expiry = f"; expires {request.created_at + timedelta(days=days):%Y-%m-%d %H:%M:%S}Z"
     assert _listed(config, capsys) == {
-        1: "credit v1 pending (requested by alice, dave; rules: regulated model)"
+        1: f"credit v1 pending (requested by alice; rules: regulated model{expiry})"
     }

@@ -262,7 +262,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_approvals(args: argparse.Namespace) -> int:
     from tunewatch._open_store import open_store
 
-    store = open_store(config_of(args), create=False)
+    config = config_of(args)
+    store = open_store(config, create=False)
     try:
         if args.model is not None:
             store.get_model(args.model)  # NotFoundError: "not registered" rather than nothing
@@ -273,7 +274,8 @@ def cmd_approvals(args: argparse.Namespace) -> int:
     finally:
         store.close()
     for a in rows[: args.limit]:  # newest first
-        print(f"{a.id:<5} {shown(a.model)} v{a.version:<4} {a.status:<9} {_approval(a)}")
+        about = _approval(a, config.approvals.expire_after_days)
+        print(f"{a.id:<5} {shown(a.model)} v{a.version:<4} {a.status:<9} {about}")
     if len(rows) > args.limit:  # the ones waiting longest were left out without a word
         listed = "shown, the newest"
         if args.before_id is not None:
@@ -284,14 +286,24 @@ def cmd_approvals(args: argparse.Namespace) -> int:
     return 0
 
 
-def _approval(a: ApprovalRow) -> str:
+def _approval(a: ApprovalRow, expire_after_days: float | None) -> str:
     """Who asked for request ``a`` (all of them) and, decided, who decided it and why, as
     the rationale report reads: "<status> by <requester>" credited bob's approval to
-    alice, and a request closed unpromoted (stored as rejected) said nothing of why."""
+    alice, and a request closed unpromoted (stored as rejected) said nothing of why.
+    Pending, when it expires (``approvals.expire_after_days``), as the API's
+    ``expires_at``: approved after, it is closed unpromoted."""
     asked = ", ".join(shown(name) for name in (a.requested_by, *a.co_requesters))
-    about = f"(requested by {asked}; rules: {', '.join(a.rules)})"
+    rules = f"requested by {asked}; rules: {', '.join(a.rules)}"
     if a.decided_by is None:  # pending
-        return about
+        from tunewatch.store._governance import expires_at
+
+        deadline = expires_at(a.created_at, expire_after_days)
+        return (
+            f"({rules})"
+            if deadline is None
+            else f"({rules}; expires {deadline:%Y-%m-%d %H:%M:%S}Z)"
+        )
+    about = f"({rules})"
     why = f": {shown(a.decision_reason)}" if a.decision_reason else ""
     return f"by {shown(a.decided_by)} {about}{why}"
 
