@@ -38,6 +38,7 @@ from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
 from tunewatch._decay_windows import DecayWindowCache
+from tunewatch._drift_columns_shown import DRIFT_FEATURES
 from tunewatch._drift_report import drift_report, label_window
 from tunewatch._errors import StoreError, StoreUnavailableError
 from tunewatch._evaluation_baseline import NO_SNAPSHOT, Baseline, NoBaseline, build_baseline
@@ -277,11 +278,18 @@ class Evaluator:
             payload={**payload, **(span or {})},
         )
 
-    def drift_report(self, name: str, evaluation_id: int) -> str:
-        """evidently's HTML drift report for a stored drift evaluation's window (see
-        :func:`tunewatch._drift_report.drift_report`)."""
+    def drift_report(self, name: str, evaluation_id: int, *, features: int = DRIFT_FEATURES) -> str:
+        """evidently's HTML drift report for a stored drift evaluation's window, of at most
+        ``features`` features (see :func:`tunewatch._drift_report.drift_report`): the
+        dashboard's report page opens the report of as many as its drift page shows."""
         return drift_report(
-            self.store, self.artefacts, self.config, self.report_baseline, name, evaluation_id
+            self.store,
+            self.artefacts,
+            self.config,
+            self.report_baseline,
+            name,
+            evaluation_id,
+            features=features,
         )
 
     def report_baseline(self, champion: VersionRow, model: ModelRow) -> Baseline | None:

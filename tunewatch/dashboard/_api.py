@@ -40,6 +40,15 @@ Limit = Annotated[int, Digits, Query(ge=1, le=1000)]
 TestLimit = Annotated[int, Digits, Query(ge=0, le=_data.MAX_TESTS_SHOWN)]
 VersionLimit = Annotated[int, Digits, Query(ge=1, le=_data.MAX_VERSIONS_SHOWN)]
 Filter = Annotated[str | None, Query(max_length=200)]
+# checked as `GET /v1/events?type=` checks it (`tunewatch.api._log.checked_type`)
+EventType = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        description="Empty or absent: all. A type the daemon records, or one the store "
+        "holds events of, as for `GET /v1/events`; any other is 400 `invalid_request`.",
+    ),
+]
 Features = Annotated[int, Digits, Query(ge=1, le=_series.MAX_DRIFT_FEATURES)]
 
 router = APIRouter(
@@ -107,7 +116,8 @@ def drift(
     fixed threshold, below 0.5, and a drifted one at 0.5 or more) and `drifted[i]` whether
     any window drifted it; `evaluation`, `status`, `alarm`, `window_end` and
     `drifted_share` are of the column's newest window that raised the alarm, else its
-    newest; `latest` links the evidently report, its `columns` those of the features
+    newest; `latest` links the evidently report (of `features` features, as the
+    heatmap), its `columns` those of the features
     kept (below), the prediction and the label, `columns_total` counting all it tested.
     Every window in range is read. Of more
     than `features` features (1-1000, default 50), those beyond chance in some column,
@@ -175,11 +185,13 @@ def events(
     model: str,
     request: Request,
     _: Reader,
-    type: Filter = None,
+    type: EventType = None,
     action: Filter = None,
     actor: Filter = None,
     limit: Limit = 100,
 ) -> dict[str, Any]:
     """The model's events (filter: `type`) and audit entries that target it (filters:
-    `action`, `actor`), newest first, with the values each filter can take."""
+    `action`, `actor`), newest first, with the values each filter can take. A `type` the
+    daemon does not record and the store holds no events of is 400 `invalid_request`, as
+    on `GET /v1/events`."""
     return _data.events(sources(request), model, type=type, action=action, actor=actor, limit=limit)

@@ -23,6 +23,7 @@ from retune.warmstart import History
 from tunewatch._objective_display import known, recorded, score, scores
 from tunewatch._policies import stored_decision
 from tunewatch._version_metadata import finite_float
+from tunewatch.api._log import checked_type
 from tunewatch.comparison import ComparisonRunner
 from tunewatch.comparison._recorded import RecordedGuardrails
 from tunewatch.store import AuditEntry, Event, JobRow, Store, VersionRow
@@ -532,14 +533,21 @@ def events(
     newest first; with ``model``, audit entries whose target names the model. An empty
     filter (``?type=``, the form of an "all" chip) means all, as no filter does.
 
-    The audit filters' values are the most recent ones (see
-    :meth:`~tunewatch.store.Store.audit_facets`: every tuning job's actor is one,
-    ``job:*``, which filters by all of their entries) and the one selected."""
+    ``type`` is refused as ``GET /v1/events`` refuses it (400 ``invalid_request``,
+    :func:`~tunewatch.api._log.checked_type`) unless the daemon records it or the store
+    holds events of it: a misspelt one showed an empty list, read as "no such event".
+    The type filter's values are the types stored for the model and the one selected
+    (a recorded type with no event yet); the audit filters' values are the most recent
+    ones (see :meth:`~tunewatch.store.Store.audit_facets`: every tuning job's actor is
+    one, ``job:*``, which filters by all of their entries) and the one selected."""
     type, action, actor = type or None, action or None, actor or None
     if model is not None:
         src.store.get_model(model)
+    type = checked_type(src.store, type, model)
     found = src.store.list_events(model=model, type=type, limit=limit)
     types = src.store.event_types(model)
+    if type is not None and type not in types:
+        types = sorted([*types, type])
     entries = src.store.audit_log(limit, model=model, action=action, actor=actor)
     actions, actors = src.store.audit_facets(model)
     if action is not None and action not in actions:

@@ -178,7 +178,9 @@ def drift(
     ``features`` of them, the ``features`` most drifting are kept, in that order
     (:func:`_most_drifting`), and ``features_total`` counts them all. ``latest`` is the
     newest window: its ``columns`` those of the features kept, the prediction and the
-    label (:func:`_latest_columns`), of ``columns_total`` it tested.
+    label (:func:`_latest_columns`), of ``columns_total`` it tested; its ``report`` the
+    API's link to its evidently report, of as many features (``?features=``, when not
+    the default).
 
     Every window in range is read, so the cost grows with ``windows`` (a year of hourly
     windows by default, at most 100,000 through the API) and with the number of features,
@@ -245,7 +247,8 @@ def drift(
             "drifted_columns": latest_payload.get("drifted_columns", []),
             "columns": _latest_columns(latest_payload, shown),
             "columns_total": len(latest_payload.get("columns", ())),
-            "report": f"/v1/models/{quote(model, safe='')}/evaluations/{latest.id}/report",
+            "report": f"/v1/models/{quote(model, safe='')}/evaluations/{latest.id}/report"
+            + ("" if features == DRIFT_FEATURES else f"?features={features}"),
         },
     }
 

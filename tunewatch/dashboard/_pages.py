@@ -98,6 +98,24 @@ def model_page(model: str) -> Response:
 _FEATURES = page_number(1, _series.MAX_DRIFT_FEATURES)
 
 
+def _features(raw: str | None) -> int:
+    """The drift page's and its report page's ``?features=``: how many features the
+    heatmap shows and the report of a window shows (the API's report route takes the
+    same range), :data:`~tunewatch.dashboard._series.DRIFT_FEATURES` when absent."""
+    if raw is None:
+        return _series.DRIFT_FEATURES
+    return page_parameter(
+        "features", raw, _FEATURES, f"an integer in [1, {_series.MAX_DRIFT_FEATURES}]"
+    )
+
+
+def _report_url(model: str, evaluation_id: int, features: int) -> str:
+    """The report page of a drift window, of as many features as the drift page shows:
+    a heatmap of the 200 most drifting opened a report of the default 50."""
+    url = f"/dashboard/models/{quote(model, safe='')}/drift/{evaluation_id}/report"
+    return url if features == _series.DRIFT_FEATURES else f"{url}?features={features}"
+
+
 def _features_shown(model: str, data: dict[str, Any], limit: int) -> str:
     """How many features the heatmap shows of how many, with a link to more."""
     shown, total = len(data["features"]), data["features_total"]
@@ -121,13 +139,7 @@ def _features_shown(model: str, data: dict[str, Any], limit: int) -> str:
 @router.get("/models/{model}/drift")
 def drift_page(model: str, request: Request, features: str | None = None) -> Response:
     def render(who: Principal) -> str:
-        limit = (
-            _series.DRIFT_FEATURES
-            if features is None
-            else page_parameter(
-                "features", features, _FEATURES, f"an integer in [1, {_series.MAX_DRIFT_FEATURES}]"
-            )
-        )
+        limit = _features(features)
         data = _series.drift(sources(request), model, features=limit)
         cols = data["columns"]
         heat_rows = range(len(data["features"]))
@@ -152,7 +164,7 @@ def drift_page(model: str, request: Request, features: str | None = None) -> Res
         ]
         latest = data["latest"]
         if latest is not None:
-            report = f"/dashboard/models/{quote(model, safe='')}/drift/{latest['id']}/report"
+            report = _report_url(model, latest["id"], limit)
             rows = [
                 [
                     e(c.get("column")),
@@ -222,16 +234,20 @@ _ROW_ID = page_number(0, MAX_ID)
 
 
 @router.get("/models/{model}/drift/{evaluation_id}/report")
-def drift_report_page(model: str, evaluation_id: str, request: Request) -> Response:
-    """The stored evidently report, for a session (the API route wants a bearer header)."""
+def drift_report_page(
+    model: str, evaluation_id: str, request: Request, features: str | None = None
+) -> Response:
+    """The evidently report of a drift window, for a session (the API route wants a
+    bearer header), of at most ``?features=`` features as the API route's: the stored
+    report of the default 50, another built for the request."""
 
     def render(who: Principal) -> str:
         row_id = page_parameter(
             "evaluation_id", evaluation_id, _ROW_ID, f"an integer in [0, {MAX_ID}]"
         )
-        return context(request).evaluator.drift_report(model, row_id)
+        return context(request).evaluator.drift_report(model, row_id, features=_features(features))
 
-    # it takes no query, as the API route it stands for
+    # it takes the query the API route it stands for takes: `features`
     return render_page(
         request, render, answer=lambda html: HTMLResponse(html, headers=DRIFT_REPORT_HEADERS)
     )
