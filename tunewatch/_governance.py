@@ -300,6 +300,7 @@ def _promote_checked(
         rules=rules,
         expected_champion=expected_champion,
         expected_stage=expected_stage,
+        expire_after_days=config.approvals.expire_after_days,
     )
     logger.info(
         "approval=%d model=%s version=%d %s by %r (rules: %s): %r",

@@ -92,13 +92,22 @@ def expiry_reason(
 ) -> str | None:
     """Why ``approval`` may no longer be approved at ``now`` (it expired: made at least
     ``expire_after_days`` before), wrapping ``reason``; ``None`` when it may."""
+    expired = expired_since(approval, expire_after_days=expire_after_days, now=now)
+    return None if expired is None else f"not promoted: {expired} ({reason})"
+
+
+def expired_since(
+    approval: ApprovalRow, *, expire_after_days: float | None, now: datetime
+) -> str | None:
+    """ "requested 40 days ago; approvals.expire_after_days is 30" when ``approval`` had
+    expired by ``now``; ``None`` when it had not (or requests never expire)."""
     deadline = expires_at(approval.created_at, expire_after_days)
     if deadline is None or now < deadline:
         return None
     age = (now - approval.created_at) / timedelta(days=1)
     return (
-        f"not promoted: requested {_days(age)} days ago; approvals.expire_after_days is "
-        f"{_days(expire_after_days)} ({reason})"
+        f"requested {_days(age)} days ago; approvals.expire_after_days is "
+        f"{_days(expire_after_days)}"
     )
 
 

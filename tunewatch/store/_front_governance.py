@@ -28,10 +28,14 @@ class GovernanceFront(StoreFront):
         rules: Sequence[str],
         expected_champion: int | None = None,
         expected_stage: Stage | None = None,
+        expire_after_days: float | None = None,
+        now: datetime | None = None,
     ) -> ApprovalRow:
-        """A promotion that waits for an approver (idempotent per pending version). With
-        ``expected_champion`` or ``expected_stage``, refused as :meth:`promote` refuses
-        (``champion_changed``, ``stage_changed``); ``reason`` is cut to the column."""
+        """A promotion that waits for an approver (idempotent per pending version; a new
+        one when the pending one was made against another champion or made
+        ``expire_after_days`` or more before ``now``). With ``expected_champion`` or
+        ``expected_stage``, refused as :meth:`promote` refuses (``champion_changed``,
+        ``stage_changed``); ``reason`` is cut to the column."""
         with self._tx("request_approval") as conn:
             return _governance.request_approval(
                 conn,
@@ -42,6 +46,8 @@ class GovernanceFront(StoreFront):
                 rules=rules,
                 expected_champion=expected_champion,
                 expected_stage=expected_stage,
+                expire_after_days=expire_after_days,
+                now=now,
             )
 
     def decide_approval(

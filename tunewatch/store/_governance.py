@@ -52,6 +52,7 @@ from ._approval_rows import (
     close_approval,
     close_expired_approvals,
     close_pending_approvals,
+    expired_since,
     expires_at,
     expiry_reason,
     fit_reason,
@@ -119,12 +120,16 @@ def request_approval(
     rules: Sequence[str],
     expected_champion: int | None = None,
     expected_stage: str | None = None,
+    expire_after_days: float | None = None,
+    now: datetime | None = None,
 ) -> ApprovalRow:
     """Record a promotion waiting for an approver; one pending request per version and
     champion. Another person asking for it is audited and recorded as one of its
     requesters (none of whom may decide it), and gets the pending request back. A pending
     request made against another champion (whose approval would be refused,
-    ``champion_changed``) is closed as superseded, audited, and a new one opened. With
+    ``champion_changed``), or that expired (made ``expire_after_days`` or more before
+    ``now``, the clock's by default: its approval would be refused, ``approval_expired``),
+    is closed as superseded, audited, and a new one opened. With
     ``expected_champion`` and ``expected_stage``, nothing is requested unless that
     version is still the champion (``champion_changed``) and ``version`` still in that
     stage (``stage_changed``), nor for a version that cannot be promoted, as
@@ -147,13 +152,16 @@ def request_approval(
             approvals.c.status == "pending",
         )
     ).first()
-    if pending is not None and pending.champion_version == current_version:
-        found = approval_of(conn, pending)
-        if person(requested_by) not in _requesters(found):
-            _record_request(conn, found.id, model, version, requested_by, reason, rules)
-            return get_approval(conn, found.id)
-        return found
-    now = utcnow()
+    now = now or utcnow()
+    stale = None if pending is None else approval_of(conn, pending)
+    expired = None
+    if stale is not None:
+        expired = expired_since(stale, expire_after_days=expire_after_days, now=now)
+    if stale is not None and stale.champion_version == current_version and expired is None:
+        if person(requested_by) not in _requesters(stale):
+            _record_request(conn, stale.id, model, version, requested_by, reason, rules)
+            return get_approval(conn, stale.id)
+        return stale
     approval_id = conn.execute(
         approvals.insert()
         .values(
@@ -168,9 +176,8 @@ def request_approval(
         )
         .returning(approvals.c.id)
     ).scalar_one()
-    if pending is not None:
-        stale = approval_of(conn, pending)
-        _supersede(conn, stale, approval_id, current_version, actor=requested_by)
+    if stale is not None:
+        _supersede(conn, stale, approval_id, current_version, expired, actor=requested_by)
     _record_request(conn, approval_id, model, version, requested_by, reason, rules)
     return get_approval(conn, approval_id)
 
@@ -212,15 +219,16 @@ def _supersede(
     stale: ApprovalRow,
     new_id: int,
     champion_version: int | None,
+    expired: str | None,
     *,
     actor: str,
 ) -> None:
+    """Close ``stale``, replaced by request ``new_id``: it expired (``expired`` says how
+    old it was), or the champion changed since it was made."""
     old = "none" if stale.champion_version is None else f"v{stale.champion_version}"
     now = "none" if champion_version is None else f"v{champion_version}"
-    reason = (
-        f"superseded by request {new_id}: the champion changed from {old} to {now} "
-        "since the request"
-    )
+    why = expired or f"the champion changed from {old} to {now} since the request"
+    reason = f"superseded by request {new_id}: {why}"
     close_approval(conn, stale.id, stale.model, stale.version, actor=actor, reason=reason)
 
 

@@ -118,3 +118,49 @@ def test_an_expired_request_for_an_unreadable_version_is_closed_not_left_pending
     )
     assert (r.status_code, r.json()["code"]) == (409, "approval_expired"), r.text
     assert store.get_approval(pending.id).status == "rejected"
+
+
+def test_asking_again_for_an_expired_request_opens_a_new_one(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """A promotion waiting for an approver asked for again after its request expired gets a
+    new request (the expired one closed as superseded), not the expired one back."""
+    extra = {
+        "scheduler": {"enabled": False},
+        "approvals": {"expire_after_days": 7},
+        # v2 (gradient boosting) is outside the safe ranges: its promotion waits
+        "models": [
+            {
+                "name": MODEL,
+                "task": "binary",
+                "safe_ranges": {"estimator": {"choices": ["logistic"]}},
+            }
+        ],
+    }
+    daemon, tokens = make_daemon(tmp_path, trained, extra=extra)
+    running = Running(daemon=daemon, server=BackgroundServer(daemon.app), tokens=tokens)
+
+    def promote() -> int:
+        r = httpx.post(
+            f"{running.url}/v1/models/{MODEL}/versions/2/promote",
+            json={"reason": "it won"},
+            headers=running.auth("operator"),
+            timeout=30,
+        )
+        assert r.status_code == 202, r.text
+        approval_id: int = r.json()["approval"]["id"]
+        return approval_id
+
+    try:
+        with running.server:
+            first = promote()
+            _backdate(daemon.store, 10)
+            second = promote()
+            closed = daemon.store.get_approval(first)
+    finally:
+        daemon.close()
+    assert second != first
+    assert closed.status == "rejected"
+    assert closed.decision_reason == (
+        f"superseded by request {second}: requested 10 days ago; approvals.expire_after_days is 7"
+    )

@@ -143,3 +143,41 @@ def test_the_sweep_closes_only_expired_pending_requests(versions: Store) -> None
     # nothing left to close: a second sweep writes nothing
     assert versions.close_expired_approvals(expire_after_days=30, actor="tunewatch", now=now) == []
     assert versions.audit_log(1) == [entry]
+
+
+def test_requesting_again_after_expiry_opens_a_new_request(versions: Store) -> None:
+    """Asking again for a promotion whose pending request expired opens a new request on
+    today's evidence, and closes the expired one (stored as rejected, by who asked again,
+    the reason saying it expired): the expired one came back, still pending, its reason
+    the old one, and only the sweep or an approver's refused approval ever closed it."""
+    old = _request(versions, 2)
+    later = old.created_at + timedelta(days=10)
+    new = versions.request_approval(
+        "m",
+        2,
+        requested_by="carol",
+        reason="still wins",
+        rules=["regulated"],
+        expire_after_days=7,
+        now=later,
+    )
+    assert new.id != old.id and new.status == "pending" and new.reason == "still wins"
+    closed = versions.get_approval(old.id)
+    assert (closed.status, closed.decided_by) == ("rejected", "carol")
+    assert closed.decision_reason == (
+        f"superseded by request {new.id}: requested 10 days ago; approvals.expire_after_days is 7"
+    )
+
+
+def test_requesting_again_inside_the_limit_returns_the_pending_request(versions: Store) -> None:
+    old = _request(versions, 2)
+    again = versions.request_approval(
+        "m",
+        2,
+        requested_by="carol",
+        reason="me too",
+        rules=["regulated"],
+        expire_after_days=7,
+        now=old.created_at + timedelta(days=6),
+    )
+    assert again.id == old.id and again.co_requesters == ("carol",)
