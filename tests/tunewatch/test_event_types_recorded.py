@@ -143,10 +143,26 @@ class _Sites(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         expr = _written_type(node)
+        if expr is None:
+            expr = _handed_on_type(node)
         if expr is not None:
             function = ".".join(self.scope)
             self.found.append(Site(self.module, node.lineno, function, expr))
         self.generic_visit(node)
+
+
+def _handed_on_type(call: ast.Call) -> ast.expr | None:
+    """The type a recording method handed to another call writes, as in
+    ``run_in_threadpool(ctx.dispatcher.handle, model, "manual", …)``: the method called
+    with the arguments that follow it (a site :func:`_written_type` never saw)."""
+    for i, arg in enumerate(call.args):
+        name = arg.attr if isinstance(arg, ast.Attribute) else getattr(arg, "id", None)
+        if name in _BY_KEYWORD or name in _DISPATCHER_METHODS:
+            assert isinstance(arg, ast.Attribute | ast.Name)
+            func = arg if isinstance(arg, ast.Attribute) else ast.Attribute(arg, name, ast.Load())
+            handed = ast.Call(func=func, args=call.args[i + 1 :], keywords=call.keywords)
+            return _written_type(handed)
+    return None
 
 
 def _modules() -> Iterator[tuple[str, ast.Module]]:
