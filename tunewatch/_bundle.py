@@ -2,7 +2,7 @@
 environments (``tunewatch export`` / ``tunewatch import``).
 
 A bundle is a zip file holding ``manifest.json`` (format version, the model, its config,
-each version's metadata and stage, where its parent was first registered, and its
+each version's metadata, stage and tags, where its parent was first registered, and its
 ``history``: the rows of the source report's comparison evidence and decisions, versioned,
 :mod:`tunewatch._report_source_history`), the
 versions' artefacts under ``artefacts/<sha256>.onnx`` and ``artefacts/<sha256>.npz``
@@ -155,6 +155,7 @@ def export_bundle(
         data = _space_bytes(cfg.tuning.search_space)
         space = {"sha256": hashlib.sha256(data).hexdigest()}
         members[space_member(space["sha256"])] = lambda: data
+    tags = store.tags_of_versions(row.name, [v.version for v in chosen])
     for v in chosen:  # an artefact two versions share is one member, where it came first
         name = f"artefacts/{v.artefact_sha256}.onnx"
         members.setdefault(name, functools.partial(artefacts.get, v.artefact_sha256))
@@ -176,6 +177,7 @@ def export_bundle(
                 "study": v.study,
                 "details": {k: x for k, x in v.details.items() if k not in DERIVED_DETAILS},
                 "created_at": v.created_at.isoformat(),
+                "tags": tags.get(v.version, {}),  # absent from bundles written before tags
                 # what the source's report says of the tests and decisions about it
                 "history": source_history(
                     store, row.name, v.version, max_bytes=HISTORY_BYTES // len(chosen)

@@ -27,6 +27,7 @@ from typing import Any, BinaryIO, get_args
 from tunewatch._bundle_zip_fields import extra_fields_refused
 from tunewatch._errors import TunewatchError
 from tunewatch._reference import Reference
+from tunewatch._tag_rules import MAX_TAGS, TagRuleError, check_tag
 from tunewatch._version_metadata import MAX_METADATA_DEPTH, TASKS, json_depth
 from tunewatch.store import Stage
 
@@ -202,6 +203,7 @@ def _check_entry(entry: Any) -> None:
         raise TypeError(
             f"version {entry['version']}: `parent_version` must be of type int, got {parent!r:.40}"
         )
+    _check_tags(entry["version"], entry.get("tags"))
     origin = entry.get("parent_origin")  # absent from bundles written before it was
     if origin is not None and not (
         isinstance(origin, dict)
@@ -213,6 +215,26 @@ def _check_entry(entry: Any) -> None:
             f"version {entry['version']}: `parent_origin` must be an object with a string "
             f"`model`, an integer `version` and a SHA-256 `artefact_sha256`, got {origin!r:.200}"
         )
+
+
+def _check_tags(version: int, tags: Any) -> None:
+    """A version's ``tags`` (absent from bundles written before tags were): each within
+    the convention (:mod:`tunewatch._tag_rules`), as an import sets them."""
+    if tags is None:
+        return
+    if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
+        raise TypeError(
+            f"version {version}: `tags` must be an object of strings, got {tags!r:.200}"
+        )
+    if len(tags) > MAX_TAGS:
+        raise ValueError(
+            f"version {version}: a version holds at most {MAX_TAGS} tags, got {len(tags)}"
+        )
+    try:
+        for key, value in tags.items():
+            check_tag(key, value)
+    except TagRuleError as exc:
+        raise ValueError(f"version {version}: {exc.message}") from exc
 
 
 def is_sha256(value: Any) -> bool:

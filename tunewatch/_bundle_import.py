@@ -227,6 +227,8 @@ def apply(
                     raise
                 raise lapsed(target, fence.ttl_s) from exc
             mapping[entry["version"]] = registered[entry["version"]] = row.version
+            for key, value in entry.get("tags", {}).items():  # checked with the manifest
+                store.set_version_tag(target, row.version, key, value, actor=actor)
             imported.append(
                 ImportedVersion(entry["version"], row.version, row.stage, False, step.held)
             )

@@ -42,6 +42,7 @@ from tunewatch._commands import (
     cmd_tokens,
     cmd_worker,
 )
+from tunewatch._commands._tags import add_tag_parser
 from tunewatch._entry import interrupted
 from tunewatch._errors import TunewatchError
 from tunewatch._thread_deaths import log_thread_deaths
@@ -397,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_import)
 
+    add_tag_parser(sub, model=_model, version=_int_in("version", 1, MAX_ID))
     p = sub.add_parser("models", help="list models and their versions")
     p.set_defaults(func=cmd_models)
 

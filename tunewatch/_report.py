@@ -1,11 +1,11 @@
 """Rationale reports: why a model version exists and why it serves (Markdown and HTML).
 
-For every version: what triggered it, the data window and its version, the search space
-(as the study searched it, whatever its file holds now) and warm-start plan, the trials
-and fold scores, the hyperparameter importances, the comparison evidence with intervals
-(that of the tests it lost or won as the champion, of the rollbacks that would restore
-it, and of the rollback watches that confirmed it, included), the guardrails, and the
-decisions with their approvers (a replaced champion's included). A version imported
+For every version: its tags, what triggered it, the data window and its version, the
+search space (as the study searched it, whatever its file holds now) and warm-start plan,
+the trials and fold scores, the hyperparameter importances, the comparison evidence with
+intervals (that of the tests it lost or won as the champion, of the rollbacks that would
+restore it, and of the rollback watches that confirmed it, included), the guardrails, and
+the decisions with their approvers (a replaced champion's included). A version imported
 from another store says where from (the source's study, job and trigger, the bundle,
 who imported it) and when the source store created it, and has the import among its
 decisions. All is read back from the store, so a report can be rebuilt at any time and
@@ -90,6 +90,7 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
                 ("load memory (bytes)", row.load_memory_bytes),
             ),
         ),
+        _tags_section(store, model, version),
         Section("Trigger", rows=trigger_rows(d, found)),
         *supplied_section(found),
         Section(
@@ -226,6 +227,16 @@ def _nested(value: Any, objective: str | None = None) -> str | None:
     return f"{mean:.4g} ± {std:.4g} over {n}{cold}"
 
 
+def _tags_section(store: Store, model: str, version: int) -> Section:
+    """The version's tags as they are now, each with who set it last and when (their
+    changes are in the audit log, ``set_tag`` and ``delete_tag``)."""
+    tags = store.version_tags(model, version)
+    if not tags:
+        return Section("Tags", text="no tags")
+    rows = ((t.key, t.value, t.set_by, t.set_at.isoformat()) for t in tags)
+    return Section("Tags", table=(("key", "value", "set by", "set at"), *rows))
+
+
 def _decision_section(
     store: Store, model: str, version: int, decisions: Sequence[AuditEntry]
 ) -> Section:
@@ -258,6 +269,8 @@ def _decision_section(
 
 #: Audit actions about a token, whose target is the token's name (``credit/v2`` is one).
 _TOKEN_ACTIONS = ("create_token", "revoke_token")
+#: Audit actions changing a version's tags (``tunewatch.store._version_tags``).
+_TAG_ACTIONS = ("set_tag", "delete_tag")
 
 
 def _decisions(store: Store, model: str, version: int) -> list[AuditEntry]:
@@ -269,8 +282,9 @@ def _decisions(store: Store, model: str, version: int) -> list[AuditEntry]:
     own = [
         a
         for a in store.audit_log(limit=100_000, target=f"{model}/v{version}")
-        # a token's entries target its name, which may read like a version's
-        if a.action not in _TOKEN_ACTIONS
+        # a token's entries target its name, which may read like a version's; a tag's
+        # changes are no decisions (the Tags section shows the tags)
+        if a.action not in (*_TOKEN_ACTIONS, *_TAG_ACTIONS)
     ]
     rolled_back = [
         a

@@ -18,6 +18,7 @@ from ._governance import (
     cmd_tokens,
 )
 from ._serve import cmd_demo, cmd_migrate, cmd_serve
+from ._tags import cmd_tag
 from ._tuning import cmd_cancel, cmd_jobs, cmd_retune, cmd_worker
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "cmd_rollback",
     "cmd_serve",
     "cmd_show_evaluations",
+    "cmd_tag",
     "cmd_tokens",
     "cmd_worker",
 ]

@@ -315,11 +315,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     try:
         for model in store.list_models():
             print(f"{shown(model.name)}  task={model.task}  features={len(model.feature_names)}")
-            for v in store.list_versions(model.name):
+            versions = store.list_versions(model.name)
+            tags = store.tags_of_versions(model.name, [v.version for v in versions])
+            for v in versions:
                 print(
                     f"  v{v.version:<4} {v.stage:<11} hp={v.hyperparameter_set_id[:12]} "
                     f"sha256={v.artefact_sha256[:12]} created={v.created_at:%Y-%m-%d %H:%M}Z"
                 )
+                if v.version in tags:  # a line of their own: a value may hold spaces
+                    pairs = " ".join(f"{k}={shown(x)}" for k, x in tags[v.version].items())
+                    print(f"        tags: {pairs}")
     finally:
         store.close()
     return 0

@@ -30,6 +30,7 @@ from tunewatch.api._log import router as log_router
 from tunewatch.api._models import router as models_router
 from tunewatch.api._openapi import openapi_of
 from tunewatch.api._route import ApiRoute, public
+from tunewatch.api._tags import router as tags_router
 
 logger = logging.getLogger(__name__)
 
@@ -277,6 +278,7 @@ def create_app(
     app.include_router(evaluations_router)
     app.include_router(jobs_router)
     app.include_router(comparisons_router)
+    app.include_router(tags_router)
     # imported here: the dashboard reads the API's context, so it imports tunewatch.api
     from tunewatch.dashboard import router as dashboard_router
     from tunewatch.dashboard._auth import MAX_FORM_BYTES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -36,6 +36,7 @@ from tunewatch.store import (
     ModelSummary,
     Role,
     RunTally,
+    Store,
     VersionRow,
 )
 from tunewatch.store._governance import expires_at
@@ -196,16 +197,25 @@ def _b64(value: str, field: str) -> bytes:
         raise ApiError(400, "invalid_request", f"`{field}` is not valid base64") from exc
 
 
-def version_json(v: VersionRow) -> dict[str, Any]:
+def version_json(v: VersionRow, tags: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The version's row, with the objective its study tuned (``objective``, ``null`` for
-    a version registered by hand) and its best cross-validated value as that objective's
-    (``best_score``; ``details.best_value`` is the loss the study minimised)."""
+    a version registered by hand), its best cross-validated value as that objective's
+    (``best_score``; ``details.best_value`` is the loss the study minimised) and its
+    ``tags`` (read by :func:`tagged_json`; ``None``: it holds none)."""
     out = asdict(v)
     for key in ("created_at", "stage_changed_at"):
         out[key] = out[key].isoformat() if out.get(key) else None
     out["objective"] = known(v.details.get("objective"))
     out["best_score"] = score(v.details.get("best_value"), out["objective"])
+    out["tags"] = dict(tags or {})
     return out
+
+
+def tagged_json(store: Store, *rows: VersionRow) -> list[dict[str, Any]]:
+    """``rows`` of one model as :func:`version_json` answers them, their tags read in one
+    statement: every answer showing a version shows its tags."""
+    tags = store.tags_of_versions(rows[0].model, [r.version for r in rows]) if rows else {}
+    return [version_json(r, tags.get(r.version)) for r in rows]
 
 
 def _model_json(summary: ModelSummary) -> dict[str, Any]:
@@ -253,13 +263,14 @@ def list_versions(
     before: VersionCursor = None,
 ) -> dict[str, Any]:
     """The model's versions, newest first (by version number), ``limit`` at a time, each
-    with its details; ``next``: the ``before`` of the next older page, null on the last.
+    with its details and tags; ``next``: the ``before`` of the next older page, null on
+    the last.
     (Every version was answered, oldest first: 2,003 of them were 8.3 MB.)"""
     store = context(request).runtime.store
     store.get_model(model)
     read = store.version_page(model, limit=limit + 1, before=before)
     versions, after = paged(read, limit, lambda v: v.version)
-    return {"versions": [version_json(v) for v in versions], "next": after}
+    return {"versions": tagged_json(store, *versions), "next": after}
 
 
 # limited as the evaluation listings are (:class:`ListingRoute`): whole rows, details and all
@@ -276,9 +287,9 @@ router.add_api_route(
 def get_version(model: str, version: RowId, request: Request, _: Reader) -> dict[str, Any]:
     """The version, with its runs counted so far per role (``runs``: each role's runs,
     failures and the last failure's code; null before its first): ``max_error_rate``
-    reads the challenger's, the rollback watch the champion's."""
+    reads the challenger's, the rollback watch the champion's; and its ``tags``."""
     store = context(request).runtime.store
-    out = version_json(version_or_404(store, model, version))
+    [out] = tagged_json(store, version_or_404(store, model, version))
     out["runs"] = {role: _tally_json(store.run_tally(model, version, role)) for role in _RAN}
     return out
 
@@ -348,7 +359,7 @@ def register_version(
         reference=reference,
     )
     ctx.runtime.try_load(model)  # registered whether or not the line-up loads
-    return version_json(row)
+    return tagged_json(ctx.runtime.store, row)[0]
 
 
 @router.post(
@@ -408,15 +419,16 @@ def promote(
         ctx.runtime.try_load(model)  # its session is open: only the store can fail it
         replaced = () if outcome.previous is None else (outcome.previous.version,)
         refresh_reports(ctx.runtime.store, ctx.runtime.config, model, (version, *replaced))
-    return {**promotion_json(outcome.champion, outcome.previous), "unchanged": outcome.unchanged}
+    promoted = promotion_json(ctx.runtime.store, outcome.champion, outcome.previous)
+    return {**promoted, "unchanged": outcome.unchanged}
 
 
-def promotion_json(new: VersionRow | None, previous: VersionRow | None) -> dict[str, Any]:
-    return {
-        "status": "promoted",
-        "champion": version_json(new) if new else None,
-        "previous": version_json(previous) if previous else None,
-    }
+def promotion_json(
+    store: Store, new: VersionRow | None, previous: VersionRow | None
+) -> dict[str, Any]:
+    shown = iter(tagged_json(store, *(row for row in (new, previous) if row is not None)))
+    champion = next(shown) if new else None
+    return {"status": "promoted", "champion": champion, "previous": next(shown, None)}
 
 
 def approval_json(a: ApprovalRow, config: Config) -> dict[str, Any]:
@@ -476,11 +488,8 @@ def rollback(model: str, body: Rollback, request: Request, principal: Operator) 
     refresh_reports(
         ctx.runtime.store, ctx.runtime.config, model, (restored.version, rolled_back.version)
     )
-    return {
-        "status": "rolled_back",
-        "champion": version_json(restored),
-        "rolled_back": version_json(rolled_back),
-    }
+    champion, replaced = tagged_json(ctx.runtime.store, restored, rolled_back)
+    return {"status": "rolled_back", "champion": champion, "rolled_back": replaced}
 
 
 @router.get("/approvals")
@@ -527,7 +536,7 @@ def _decide(
         ctx.runtime.try_load(decided.model)
         versions = [row.version for row in promoted if row is not None]  # new, replaced
         refresh_reports(ctx.runtime.store, ctx.runtime.config, decided.model, versions)
-        out.update(promotion_json(*promoted))
+        out.update(promotion_json(ctx.runtime.store, *promoted))
     return out
 
 
@@ -578,4 +587,4 @@ def retire(
     )
     if moved.changed:
         ctx.runtime.try_load(model)  # retired whether or not the line-up loads
-    return {**version_json(moved.row), "unchanged": not moved.changed}
+    return {**tagged_json(ctx.runtime.store, moved.row)[0], "unchanged": not moved.changed}

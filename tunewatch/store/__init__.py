@@ -44,6 +44,7 @@ from ._types import (
     VersionRow,
     valid_actor,
 )
+from ._version_tags import VersionTag
 from ._windows import Window
 
 __all__ = [
@@ -85,6 +86,7 @@ __all__ = [
     "UTCDateTime",
     "VersionLineup",
     "VersionRow",
+    "VersionTag",
     "Window",
     "canonical_json",
     "check_feature_names",

@@ -2,8 +2,8 @@
 
 ``Store`` is assembled from one facade per concern (``_front_registry``,
 ``_front_scoring_log``, ``_front_audit``, ``_front_evaluation``, ``_front_governance``,
-``_front_jobs``), each a mixin of one-line delegations. They share this base, which
-declares the transactions and engine they call; ``Store`` (``_store``) provides them.
+``_front_jobs``, ``_front_tags``), each a mixin of one-line delegations. They share this
+base, which declares the transactions and engine they call; ``Store`` (``_store``) provides them.
 """
 
 from __future__ import annotations

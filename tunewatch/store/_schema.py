@@ -120,6 +120,21 @@ model_versions = Table(
     ),
 )
 
+#: People's key/value tags on a version (``ticket=RISK-123``), one row per key, within the
+#: convention :mod:`tunewatch._tag_rules` checks; each change is audited (``_version_tags``).
+version_tags = Table(
+    "version_tags",
+    metadata,
+    Column("model", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("value", String(256), nullable=False),
+    Column("set_by", String(200), nullable=False),
+    Column("set_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("model", "version", "key"),
+    ForeignKeyConstraint(["model", "version"], ["model_versions.model", "model_versions.version"]),
+)
+
 requests = Table(
     "requests",
     metadata,

@@ -9,8 +9,8 @@ mixin per concern, each on the base ``_front_base.StoreFront``: ``_front_registr
 (models, versions, artefacts), ``_front_scoring_log`` (requests, outputs, labels, run
 tallies, the retention purge, live-split checks), ``_front_audit`` (events, audit,
 tokens, dashboard sessions), ``_front_evaluation`` (leases, evaluations, windows,
-latencies), ``_front_governance`` (approvals, rollback) and ``_front_jobs`` (jobs,
-alert episodes).
+latencies), ``_front_governance`` (approvals, rollback), ``_front_jobs`` (jobs,
+alert episodes) and ``_front_tags`` (version tags).
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from ._front_governance import GovernanceFront
 from ._front_jobs import JobsFront
 from ._front_registry import RegistryFront
 from ._front_scoring_log import ScoringLogFront
+from ._front_tags import TagsFront
 from ._migrate import (
     ArtefactKeeper,
     Migration,
@@ -62,6 +63,7 @@ class Store(
     EvaluationFront,
     GovernanceFront,
     JobsFront,
+    TagsFront,
 ):
     """SQLite (embedded default) or PostgreSQL store for the registry, log and audit trail.
 
