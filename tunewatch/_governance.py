@@ -56,7 +56,7 @@ from tunewatch._governance_refusals import refusal_audited
 from tunewatch._promotion_signature import check_promotion_signature, check_servable
 from tunewatch.comparison._config import comparison_of
 from tunewatch.store import MAX_ID, NO_CHAMPION, ApprovalRow, ModelRow, Stage, Store, VersionRow
-from tunewatch.store._governance import expires_at, replaced_champion
+from tunewatch.store._governance import deadline_of, replaced_champion
 
 logger = logging.getLogger(__name__)
 
@@ -387,7 +387,7 @@ def closed_code(decided: ApprovalRow, config: Config) -> str:
     """The code of an approval closed unpromoted: ``approval_expired`` when it was decided
     at or after its expiry (``approvals.expire_after_days``; the store checks expiry
     first and stamps the decision with the time it checked), else ``champion_changed``."""
-    deadline = expires_at(decided.created_at, config.approvals.expire_after_days)
+    deadline = deadline_of(decided, config.approvals.expire_after_days)
     at = decided.decided_at
     return "approval_expired" if deadline and at and at >= deadline else "champion_changed"
 
@@ -412,7 +412,7 @@ def _decide_approval(
         champion = store.champion(approval.model)
         found = None if champion is None else champion.version
         target = store.get_version(approval.model, approval.version)
-        deadline = expires_at(approval.created_at, limit)
+        deadline = deadline_of(approval, limit)
         if (
             approval.status == "pending"
             and (deadline is None or now < deadline)  # an expired one is closed unread

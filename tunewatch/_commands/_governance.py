@@ -295,9 +295,9 @@ def _approval(a: ApprovalRow, expire_after_days: float | None) -> str:
     asked = ", ".join(shown(name) for name in (a.requested_by, *a.co_requesters))
     rules = f"requested by {asked}; rules: {', '.join(a.rules)}"
     if a.decided_by is None:  # pending
-        from tunewatch.store._governance import expires_at
+        from tunewatch.store._governance import deadline_of
 
-        deadline = expires_at(a.created_at, expire_after_days)
+        deadline = deadline_of(a, expire_after_days)
         return (
             f"({rules})"
             if deadline is None

@@ -39,7 +39,7 @@ from tunewatch.store import (
     Store,
     VersionRow,
 )
-from tunewatch.store._governance import expires_at
+from tunewatch.store._governance import deadline_of
 
 from ._conflict_docs import DECIDING, PENDING, TO_SERVE, conflicts
 
@@ -441,7 +441,7 @@ def approval_json(a: ApprovalRow, config: Config) -> dict[str, Any]:
     for key in ("created_at", "decided_at"):
         out[key] = out[key].isoformat() if out.get(key) else None
     limit = config.approvals.expire_after_days
-    deadline = expires_at(a.created_at, limit) if a.status == "pending" else None
+    deadline = deadline_of(a, limit) if a.status == "pending" else None
     out["expires_at"] = None if deadline is None else deadline.isoformat()
     return out
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, or_, select, update
 
 from .._errors import NotFoundError
 from ._audit import append_audit_in
@@ -54,6 +54,9 @@ class ApprovalRow:
     champion_version: int | None = None  # the champion when it was requested
     #: others who asked for it while it was pending, in order (from the audit log)
     co_requesters: tuple[str, ...] = ()
+    #: the deadline of the limit it was made under (``approvals.expire_after_days``), kept
+    #: by the request so that every process applies it; ``None``: none then
+    expires_at: datetime | None = None
 
 
 def close_pending_approvals(
@@ -87,6 +90,24 @@ def expires_at(created_at: datetime, expire_after_days: float | None) -> datetim
     return created_at + timedelta(days=expire_after_days)
 
 
+def limit_of(approval: ApprovalRow, expire_after_days: float | None) -> float | None:
+    """The limit ``approval`` is held to, in days: the stricter of the one it was made
+    under (stamped on it: a process deciding under another config, or none, still applies
+    it) and ``expire_after_days``, the caller's; ``None``: neither has one."""
+    stamped = None
+    if approval.expires_at is not None:
+        stamped = (approval.expires_at - approval.created_at) / timedelta(days=1)
+    limits = [days for days in (stamped, expire_after_days) if days is not None]
+    return min(limits) if limits else None
+
+
+def deadline_of(approval: ApprovalRow, expire_after_days: float | None) -> datetime | None:
+    """When ``approval`` expires: the earlier of its stamped deadline and
+    ``expire_after_days`` after it was made (see :func:`limit_of`); ``None``: never."""
+    deadlines = [approval.expires_at, expires_at(approval.created_at, expire_after_days)]
+    return min((d for d in deadlines if d is not None), default=None)
+
+
 def expiry_reason(
     approval: ApprovalRow, *, expire_after_days: float | None, now: datetime, reason: str
 ) -> str | None:
@@ -101,14 +122,12 @@ def expired_since(
 ) -> str | None:
     """ "requested 40 days ago; approvals.expire_after_days is 30" when ``approval`` had
     expired by ``now``; ``None`` when it had not (or requests never expire)."""
-    deadline = expires_at(approval.created_at, expire_after_days)
+    deadline = deadline_of(approval, expire_after_days)
     if deadline is None or now < deadline:
         return None
     age = (now - approval.created_at) / timedelta(days=1)
-    return (
-        f"requested {_days(age)} days ago; approvals.expire_after_days is "
-        f"{_days(expire_after_days)}"
-    )
+    limit = limit_of(approval, expire_after_days)
+    return f"requested {_days(age)} days ago; approvals.expire_after_days is {_days(limit)}"
 
 
 def _days(days: float | None) -> str:
@@ -117,29 +136,26 @@ def _days(days: float | None) -> str:
 
 
 def close_expired_approvals(
-    conn: Connection, *, expire_after_days: float, actor: str, now: datetime
+    conn: Connection, *, expire_after_days: float | None, actor: str, now: datetime
 ) -> list[ApprovalRow]:
-    """Close (rejected, by ``actor``) every pending approval made at least
-    ``expire_after_days`` before ``now``, each audited and with its event as a superseded
-    one is, its reason :func:`expiry_reason`'s around the request's own; the closed ones,
-    oldest first. Each model is locked before its requests are read again, as a decision
-    locks it: a request approved meanwhile is not closed over its approval."""
-    before = now - timedelta(days=expire_after_days)
+    """Close (rejected, by ``actor``) every pending approval that expired by ``now``: made
+    at least ``expire_after_days`` before, or past the deadline stamped on it (see
+    :func:`limit_of`), each audited and with its event as a superseded one is, its reason
+    :func:`expiry_reason`'s around the request's own; the closed ones, oldest first. Each
+    model is locked before its requests are read again, as a decision locks it: a request
+    approved meanwhile is not closed over its approval."""
+    expired = approvals.c.expires_at <= now
+    if expire_after_days is not None:
+        expired = or_(expired, approvals.c.created_at <= now - timedelta(days=expire_after_days))
     models = conn.execute(
-        select(approvals.c.model)
-        .where(approvals.c.status == "pending", approvals.c.created_at <= before)
-        .distinct()
+        select(approvals.c.model).where(approvals.c.status == "pending", expired).distinct()
     ).scalars()
     closed: list[int] = []
     for model in sorted(models):
         _lock_model(conn, model)
         rows = conn.execute(
             select(approvals)
-            .where(
-                approvals.c.model == model,
-                approvals.c.status == "pending",
-                approvals.c.created_at <= before,
-            )
+            .where(approvals.c.model == model, approvals.c.status == "pending", expired)
             .order_by(approvals.c.id)
         ).all()
         for approval in _approvals(conn, rows):
@@ -279,4 +295,5 @@ def _row(row: Row[Any], co_requesters: tuple[str, ...]) -> ApprovalRow:
         decided_at=row.decided_at,
         champion_version=row.champion_version,
         co_requesters=co_requesters,
+        expires_at=row.expires_at,
     )

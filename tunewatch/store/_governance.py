@@ -52,6 +52,7 @@ from ._approval_rows import (
     close_approval,
     close_expired_approvals,
     close_pending_approvals,
+    deadline_of,
     expired_since,
     expires_at,
     expiry_reason,
@@ -77,6 +78,7 @@ __all__ = [
     "Pull",
     "close_expired_approvals",
     "close_pending_approvals",
+    "deadline_of",
     "decide_approval",
     "expires_at",
     "find_pull",
@@ -173,6 +175,7 @@ def request_approval(
             rules=list(rules),
             status="pending",
             created_at=now,
+            expires_at=expires_at(now, expire_after_days),
         )
         .returning(approvals.c.id)
     ).scalar_one()

@@ -325,6 +325,8 @@ approvals = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("decided_at", UTCDateTime, nullable=True),
     Column("champion_version", Integer, nullable=True),  # when requested; NULL before 0006
+    # the deadline of the limit it was made under (0025); NULL: none, or made before 0025
+    Column("expires_at", UTCDateTime, nullable=True),
     CheckConstraint("status IN ('pending', 'approved', 'rejected')", name="status"),
     Index("ix_approvals_model_status", "model", "status"),
 )

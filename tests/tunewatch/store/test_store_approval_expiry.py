@@ -181,3 +181,58 @@ def test_requesting_again_inside_the_limit_returns_the_pending_request(versions:
         now=old.created_at + timedelta(days=6),
     )
     assert again.id == old.id and again.co_requesters == ("carol",)
+
+
+def _stamped(store: Store, version: int, days: float) -> ApprovalRow:
+    """A request made under a limit of ``days``."""
+    return store.request_approval(
+        "m", version, requested_by="alice", reason="it won", rules=["r"], expire_after_days=days
+    )
+
+
+@pytest.mark.parametrize("decider", [None, 30.0], ids=["never", "thirty-days"])
+def test_a_request_keeps_the_limit_it_was_made_under(
+    versions: Store, decider: float | None
+) -> None:
+    """The deadline is stamped on the request: a process deciding under another config
+    (the CLI with the store's URL only, a replica on an older config) still finds a
+    request made under a 7-day limit expired after 10 days. It approved it."""
+    request = _stamped(versions, 2, 7)
+    assert request.expires_at == request.created_at + timedelta(days=7)
+    decided, promoted = versions.decide_approval(
+        request.id,
+        approver="bob",
+        approve=True,
+        reason="ok",
+        expire_after_days=decider,
+        now=request.created_at + timedelta(days=10),
+    )
+    assert promoted is None and decided.status == "rejected"
+    assert decided.decision_reason == (
+        "not promoted: requested 10 days ago; approvals.expire_after_days is 7 (ok)"
+    )
+
+
+def test_the_stricter_of_the_stamped_and_the_deciders_limit_applies(versions: Store) -> None:
+    request = _stamped(versions, 2, 30)
+    decided, promoted = versions.decide_approval(
+        request.id,
+        approver="bob",
+        approve=True,
+        reason="ok",
+        expire_after_days=7,
+        now=request.created_at + timedelta(days=10),
+    )
+    assert promoted is None and decided.decision_reason == (
+        "not promoted: requested 10 days ago; approvals.expire_after_days is 7 (ok)"
+    )
+
+
+def test_the_sweep_closes_a_request_past_its_stamped_deadline(versions: Store) -> None:
+    stamped = _stamped(versions, 2, 7)
+    unstamped = _request(versions, 3)
+    closed = versions.close_expired_approvals(
+        expire_after_days=30, actor="tunewatch", now=stamped.created_at + timedelta(days=10)
+    )
+    assert [a.id for a in closed] == [stamped.id]
+    assert versions.get_approval(unstamped.id).status == "pending"
