@@ -169,6 +169,7 @@ def test_every_scheduled_job_is_named_after_what_it_runs_and_for_which_model(
             "count_events",
             "evaluate:a",
             "evaluate:b",
+            "expire_approvals",
             "export_tuning",
             "launch_jobs",
         }

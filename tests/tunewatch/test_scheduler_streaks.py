@@ -83,7 +83,9 @@ def _leader(store: Store, config_dir: Path, job: PerModelJob, metrics: ServingMe
     raw = {
         "data_dir": str(config_dir),
         "scheduler": {"lease_ttl_s": 30},
-        "tuning": {"archive_after_days": None},  # no other task's runs among the job's
+        # no other task's runs among the job's
+        "tuning": {"archive_after_days": None},
+        "approvals": {"expire_after_days": None},
     }
     config = build_config(raw, env={})
     return Scheduler(store=store, config=config, jobs=[job], metrics=metrics, clock=FakeClock())
