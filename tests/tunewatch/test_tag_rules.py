@@ -18,8 +18,26 @@ from tunewatch._tag_rules import (
 
 @pytest.mark.parametrize(
     "key",
-    ["ticket", "validation", "a", "9lives", "team/risk", "data.set-v2_final", "k" * MAX_KEY_LENGTH],
-    ids=["word", "longer-word", "one-letter", "digit-first", "slash", "punctuation", "longest"],
+    [
+        "ticket",
+        "validation",
+        "a",
+        "9lives",
+        "team/risk",
+        "data.set-v2_final",
+        "a/b.c/d-e",
+        "k" * MAX_KEY_LENGTH,
+    ],
+    ids=[
+        "word",
+        "longer-word",
+        "one-letter",
+        "digit-first",
+        "slash",
+        "punctuation",
+        "segments",
+        "longest",
+    ],
 )
 def test_keys_of_the_convention_pass(key: str) -> None:
     check_key(key)
@@ -37,6 +55,13 @@ def test_keys_of_the_convention_pass(key: str) -> None:
         ("-ticket", "start with a letter or digit"),
         ("/ticket", "start with a letter or digit"),
         ("tunewatch.promoted_by", "reserved"),
+        # each part between slashes starts with a letter or digit: a URL's dot segments
+        # and empty parts are rewritten by clients and proxies (DELETE …/tags/a/../b
+        # deleted tag b, and …/q/../../../2/tags/validation another version's tag)
+        ("a/../b", "start with a letter or digit"),
+        ("a/./b", "start with a letter or digit"),
+        ("a//b", "start with a letter or digit"),
+        ("team/risk/", "start with a letter or digit"),
     ],
     ids=[
         "empty",
@@ -48,6 +73,10 @@ def test_keys_of_the_convention_pass(key: str) -> None:
         "leading-dash",
         "leading-slash",
         "reserved-prefix",
+        "dot-dot-segment",
+        "dot-segment",
+        "empty-segment",
+        "trailing-slash",
     ],
 )
 def test_keys_outside_the_convention_are_refused_naming_key_and_rule(key: str, rule: str) -> None:
@@ -78,8 +107,26 @@ def test_values_of_the_convention_pass(value: str) -> None:
         ("line\nbreak", "printable"),
         ("tab\there", "printable"),
         ("bidi\u202eoverride", "printable"),
+        # invisible characters that str.isprintable() lets through: "passedㅤ" read as
+        # "passed" wherever it was shown, and "ㅤ" as an empty value
+        ("passed\u3164", "invisible"),
+        ("passed\ufe0f", "invisible"),
+        ("pa\u034fssed", "invisible"),
+        ("\u2800", "invisible"),
+        ("\u115fpassed", "invisible"),
     ],
-    ids=["too-long", "nul", "newline", "tab", "bidi-override"],
+    ids=[
+        "too-long",
+        "nul",
+        "newline",
+        "tab",
+        "bidi-override",
+        "hangul-filler",
+        "variation-selector",
+        "grapheme-joiner",
+        "braille-blank",
+        "choseong-filler",
+    ],
 )
 def test_values_outside_the_convention_are_refused_naming_the_key(value: str, rule: str) -> None:
     with pytest.raises(TagRuleError) as info:

@@ -30,8 +30,9 @@ _PATH = "/models/{model}/versions/{version}/tags/{key:path}"
 _INVALID: dict[int | str, dict[str, Any]] = {
     400: {
         "description": "`invalid_request`: the key or value is outside the tag convention "
-        "(key: 1-64 of `[a-z0-9._/-]`, starting with a letter or digit, not `tunewatch.`; "
-        f"value: 0-{MAX_VALUE_LENGTH} printable characters; at most 50 tags a version)"
+        "(key: 1-64 of `[a-z0-9._/-]`, each part between slashes starting with a letter or "
+        f"digit, not `tunewatch.`; value: 0-{MAX_VALUE_LENGTH} printable characters, none "
+        "invisible; at most 50 tags a version)"
     }
 }
 
