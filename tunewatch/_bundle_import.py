@@ -247,6 +247,7 @@ def apply(
         registered = _committed(store, target, run, registered)
         _audit_failure(store, actor, target, digest, source["name"], registered, present, exc)
         raise
+    _lacking_tags(store, manifest, target, present, actor=actor)
     imported.sort(key=lambda i: i.source_version)
     store.append_audit(
         actor=actor,
@@ -265,6 +266,27 @@ def apply(
         },
     )
     return imported
+
+
+def _lacking_tags(
+    store: Store,
+    manifest: Mapping[str, Any],
+    target: str,
+    present: Mapping[int, int],
+    *,
+    actor: str,
+) -> None:
+    """Give each version already ``present`` the bundled tags it lacks (a tag it holds
+    keeps the target's value), each audited: an import interrupted between registering a
+    version and setting its tags (each set in a transaction of its own) left it untagged,
+    and importing again found it present and set nothing."""
+    wanted = {e["version"]: e.get("tags", {}) for e in manifest["versions"]}
+    for source_version, version in sorted(present.items()):
+        tags = wanted.get(source_version) or {}
+        held = store.tags_of_versions(target, [version]).get(version, {}) if tags else {}
+        for key, value in tags.items():
+            if key not in held:
+                store.set_version_tag(target, version, key, value, actor=actor)
 
 
 def _with_run(details: Mapping[str, Any], run: str) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Bundles carry each version's tags: the export writes them in the manifest, the import
 sets them on the versions it registers (audited by the importer), a version already
-present keeps the target's, and a bundle with a tag outside the convention is refused
-before anything is registered. A bundle written before tags imports as before."""
+present gains those it lacks and keeps the target's, and a bundle with a tag outside the
+convention is refused before anything is registered. A bundle written before tags
+imports as before."""
 
 from __future__ import annotations
 
@@ -54,6 +55,32 @@ def test_a_version_already_present_keeps_the_target_s_tags(
     source.store.set_version_tag(MODEL, 2, "ticket", "RISK-9", actor="alice")
     _import(target, _export(source, tmp_path / "b.zip", versions=[1, 2]))
     assert _tags(target, there) == {"ticket": "TARGET-1"}
+
+
+def test_importing_again_gives_a_present_version_the_bundled_tags_it_lacks(
+    source: Daemon, target: Daemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An import interrupted after registering a version and before its tags (each set in
+    a transaction of its own) left it untagged, and importing again, the remedy, found it
+    present and set nothing: the tags were lost without a word. A tag the target holds
+    keeps its value."""
+    source.store.set_version_tag(MODEL, 2, "ticket", "RISK-123", actor="alice")
+    source.store.set_version_tag(MODEL, 2, "validation", "passed", actor="bob")
+    bundle = _export(source, tmp_path / "a.zip", versions=[1, 2])
+    real = target.store.set_version_tag
+
+    def interrupted(*args: Any, **kwargs: Any) -> bool:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(target.store, "set_version_tag", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _import(target, bundle)
+    monkeypatch.setattr(target.store, "set_version_tag", real)
+    sha = source.store.get_version(MODEL, 2).artefact_sha256
+    [there] = [v.version for v in target.store.list_versions(MODEL) if v.artefact_sha256 == sha]
+    target.store.set_version_tag(MODEL, there, "ticket", "TARGET-1", actor="ops")
+    _import(target, bundle)
+    assert _tags(target, there) == {"ticket": "TARGET-1", "validation": "passed"}
 
 
 def test_a_bundle_written_before_tags_imports(
