@@ -66,8 +66,9 @@ router = APIRouter(
 
 @router.get("/overview")
 def overview(request: Request, _: Reader) -> dict[str, Any]:
-    """Every model: champion, challengers, the newest evaluation of each kind with its
-    alarm, the five newest events and the active jobs."""
+    """Every model: champion, challengers (each with its `tags`, `{key: value}`), the
+    newest evaluation of each kind with its alarm, the five newest events and the active
+    jobs."""
     return _data.overview(sources(request))
 
 
@@ -171,8 +172,9 @@ def tuning(
     limit: VersionLimit = _data.TUNING_VERSIONS,
 ) -> dict[str, Any]:
     """Re-tuning jobs (newest first) with their study and best value by trial, and the
-    newest `limit` versions (1-500, default 50; newest first) with their tuning details:
-    best value, trials, fold scores, warm-start plan. `versions_total` counts them all."""
+    newest `limit` versions (1-500, default 50; newest first) with their tags
+    (`{key: value}`) and tuning details: best value, trials, fold scores, warm-start plan.
+    `versions_total` counts them all."""
     src = sources(request)
     configured = configured_objective(context(request).runtime.config, src.store, model)
     return _data.tuning(

@@ -59,13 +59,18 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _version_brief(v: VersionRow) -> dict[str, Any]:
+def _version_brief(v: VersionRow, tags: dict[int, dict[str, str]]) -> dict[str, Any]:
+    """``v`` as a page lists it, with its ``tags`` (``{key: value}``) taken from ``tags``,
+    which a page reads for every version it lists in one statement
+    (:meth:`~tunewatch.store.Store.tags_of_versions`): "which version is this" is often
+    answered by a tag (``ticket=RISK-123``)."""
     return {
         "version": v.version,
         "stage": v.stage,
         "hyperparameter_set": v.hyperparameter_set_id,
         "study": v.study,
         "created_at": _iso(v.created_at),
+        "tags": tags.get(v.version, {}),
     }
 
 
@@ -110,9 +115,9 @@ def _job_brief(j: JobRow) -> dict[str, Any]:
 
 
 def overview(src: Sources) -> dict[str, Any]:
-    """Every model: champion, challengers, how many versions, the newest evaluation of
-    each kind, recent alarms and events, active jobs. Retired and rolled-back versions
-    are counted, not read."""
+    """Every model: champion, challengers (with their tags: one read per model), how
+    many versions, the newest evaluation of each kind, recent alarms and events, active
+    jobs. Retired and rolled-back versions are counted, not read."""
     store = src.store
     active = sorted(  # asked by status: a long-running job is older than the newest jobs
         (j for status in ACTIVE_JOBS for j in store.list_jobs(status=status, limit=1000)),
@@ -123,6 +128,8 @@ def overview(src: Sources) -> dict[str, Any]:
     for m in store.list_models():
         champion = store.champion(m.name)
         challengers = store.list_versions(m.name, "shadow")
+        lineup = [*([champion] if champion else []), *challengers]
+        tags = store.tags_of_versions(m.name, [v.version for v in lineup])
         _, n_versions = newest_versions(store, m.name, limit=0)
         latest: dict[str, dict[str, Any]] = {}
         for e in store.list_evaluations(m.name, limit=50):
@@ -140,8 +147,8 @@ def overview(src: Sources) -> dict[str, Any]:
                 "name": m.name,
                 "task": m.task,
                 "regulated": m.regulated,
-                "champion": _version_brief(champion) if champion else None,
-                "challengers": [_version_brief(v) for v in challengers],
+                "champion": _version_brief(champion, tags) if champion else None,
+                "challengers": [_version_brief(v, tags) for v in challengers],
                 "versions": n_versions,
                 "latest_evaluations": latest,
                 "alarms": sorted(k for k, v in latest.items() if v["alarm"]),
@@ -428,8 +435,9 @@ def tuning(
     configured_objective: str | None = None,
 ) -> dict[str, Any]:
     """Re-tuning jobs (newest first) and the newest ``limit`` versions they registered
-    (newest first): warm-start plan, fold scores, best value; best value by trial for
-    finished studies. ``versions_total`` counts every version, shown or not.
+    (newest first, their tags read in one statement): warm-start plan, fold scores, best
+    value; best value by trial for finished studies. ``versions_total`` counts every
+    version, shown or not.
 
     ``best_value``, ``fold_scores`` and the trials' values are losses, as the study
     stores them (lower is better: a ROC AUC negated); ``objective`` names what they are
@@ -465,12 +473,13 @@ def tuning(
             }
         )
     tuned = []
+    tags = src.store.tags_of_versions(model, [v.version for v in versions])
     for v in versions:
         d = v.details
         objective = known(d.get("objective"))
         tuned.append(
             {
-                **_version_brief(v),
+                **_version_brief(v, tags),
                 "hyperparameters": v.hyperparameters,
                 "parent_version": v.parent_version,
                 "job": d.get("job"),

@@ -17,7 +17,7 @@ from tunewatch._version_metadata import finite_float
 from tunewatch.api._context import context
 
 from . import _data, _svg
-from ._html import e, fmt, model_url, pre, shell, table
+from ._html import e, fmt, model_url, pre, shell, table, tag_list
 from ._limit import PageRoute
 from ._session import page_number, page_parameter, render_page
 from ._sources import sources
@@ -100,6 +100,7 @@ def tuning_page(model: str, request: Request, limit: str | None = None) -> Respo
             [
                 e(f"v{v['version']}"),
                 e(v["stage"]),
+                tag_list(v["tags"]) or '<span class="muted">—</span>',
                 e(v["job"]),
                 e(_best(v["objective"], v["best_score"], v["best_value"])),
                 e(v["n_trials"]),
@@ -138,6 +139,7 @@ def tuning_page(model: str, request: Request, limit: str | None = None) -> Respo
                 [
                     "version",
                     "stage",
+                    "tags",
                     "job",
                     "best value",
                     "trials",

@@ -63,6 +63,8 @@ svg .series{fill:none;stroke-width:1.5}
 text-decoration:none;color:#23395d;font-size:12px}
 .chips a.current{background:#23395d;color:#fff}
 pre{white-space:pre-wrap;font-size:12px;margin:0;max-width:520px}
+.tag{display:inline-block;margin:1px 2px;padding:0 6px;border-radius:8px;background:#eef1e4;
+font-size:12px;max-width:360px;overflow-wrap:anywhere}
 code{font-size:12px}
 """
 
@@ -124,6 +126,18 @@ def pre(value: Any) -> str:
     if len(text) > 400:  # long documents (warm-start plans) fold away, no script needed
         return f"<details><summary>{len(text)} characters</summary><pre>{text}</pre></details>"
     return f"<pre>{text}</pre>"
+
+
+def tag_list(tags: Mapping[str, str]) -> str:
+    """A version's tags as ``key=value`` chips (empty for none), escaped: a value may hold
+    any printable text (:mod:`tunewatch._tag_rules`), ``<`` and quotes included. Each
+    value is its own bidi isolate (``<bdi>``), so a right-to-left value cannot reorder its
+    key, the next tag or the version number beside it."""
+    chips = (
+        f'<span class="tag">{escape(key)}=<bdi>{escape(value)}</bdi></span>'
+        for key, value in tags.items()
+    )
+    return f'<span class="tags">{"".join(chips)}</span>' if tags else ""
 
 
 def status(ok: bool | None, text: str) -> str:

@@ -23,7 +23,7 @@ from tunewatch.api._context import context
 from tunewatch.store import MAX_ID
 
 from . import _data, _series, _svg
-from ._html import e, model_url, pre, shell, status, table
+from ._html import e, model_url, pre, shell, status, table, tag_list
 from ._limit import PageRoute
 from ._session import page_number, page_parameter, render_page
 from ._sources import sources
@@ -60,8 +60,8 @@ def overview_page(request: Request) -> Response:
                 [
                     link,
                     e(m["task"]),
-                    f"v{champ['version']}" if champ else "—",
-                    ", ".join(f"v{c['version']}" for c in m["challengers"]) or "—",
+                    _version(champ) if champ else "—",
+                    "<br>".join(_version(c) for c in m["challengers"]) or "—",
                     evals or "—",
                     status(not m["alarms"], ", ".join(m["alarms"]) or "none"),
                     events or "—",
@@ -85,6 +85,11 @@ def overview_page(request: Request) -> Response:
         return shell("Models", body, who=who)
 
     return render_page(request, render)
+
+
+def _version(brief: dict[str, Any]) -> str:
+    """A listed version: its number and its tags."""
+    return f"v{brief['version']} {tag_list(brief['tags'])}".rstrip()
 
 
 @router.get("/models/{model}")
