@@ -241,13 +241,13 @@ def apply(
                     row.stage,
                     "; ".join(step.held),
                 )
+        _lacking_tags(store, manifest, target, present, actor=actor)
     except BaseException as exc:
         # The import's boundary: whatever ends it part-way (Ctrl-C and SystemExit too)
         # leaves a record of the versions it registered, then goes on as it was.
         registered = _committed(store, target, run, registered)
         _audit_failure(store, actor, target, digest, source["name"], registered, present, exc)
         raise
-    _lacking_tags(store, manifest, target, present, actor=actor)
     imported.sort(key=lambda i: i.source_version)
     store.append_audit(
         actor=actor,
@@ -276,16 +276,20 @@ def _lacking_tags(
     *,
     actor: str,
 ) -> None:
-    """Give each version already ``present`` the bundled tags it lacks (a tag it holds
-    keeps the target's value), each audited: an import interrupted between registering a
-    version and setting its tags (each set in a transaction of its own) left it untagged,
-    and importing again found it present and set nothing."""
+    """Give each version already ``present`` the bundled tags it never held, each audited:
+    an import interrupted between registering a version and setting its tags (each set in
+    a transaction of its own) left it untagged, and importing again found it present and
+    set nothing. A tag it holds keeps the target's value, and one someone deleted there
+    (its ``delete_tag`` entry) stays deleted."""
     wanted = {e["version"]: e.get("tags", {}) for e in manifest["versions"]}
     for source_version, version in sorted(present.items()):
         tags = wanted.get(source_version) or {}
-        held = store.tags_of_versions(target, [version]).get(version, {}) if tags else {}
+        if not tags:
+            continue
+        kept = set(store.tags_of_versions(target, [version]).get(version, {}))
+        kept |= store.deleted_tag_keys(target, version)
         for key, value in tags.items():
-            if key not in held:
+            if key not in kept:
                 store.set_version_tag(target, version, key, value, actor=actor)
 
 

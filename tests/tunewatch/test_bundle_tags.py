@@ -17,6 +17,7 @@ from tests.tunewatch.conftest import MODEL
 from tests.tunewatch.test_bundle import _export, _import, _rewrite, source, target
 from tunewatch._bundle import BundleError
 from tunewatch._daemon import Daemon
+from tunewatch._tag_rules import TagRuleError
 
 __all__ = ["source", "target"]  # the fixtures, shared with test_bundle
 
@@ -117,3 +118,31 @@ def test_a_bundled_tag_outside_the_convention_refuses_the_bundle(
     with pytest.raises(BundleError, match=message):
         _import(target, bundle)
     assert target.store.list_models() == []
+
+
+def test_importing_again_leaves_a_tag_deleted_on_the_target_deleted(
+    source: Daemon, target: Daemon, tmp_path: Path
+) -> None:
+    """A tag someone deleted on the target (a risk officer withdrawing
+    ``validation=passed``) is not put back by importing the bundle again."""
+    source.store.set_version_tag(MODEL, 1, "validation", "passed", actor="alice")
+    _import(target, _export(source, tmp_path / "a.zip", versions=[1]))
+    target.store.delete_version_tag(MODEL, 1, "validation", actor="risk-officer")
+    _import(target, _export(source, tmp_path / "b.zip", versions=[1, 2]))
+    assert "validation" not in _tags(target, 1)
+
+
+def test_a_re_import_refused_while_filling_in_tags_records_what_it_registered(
+    source: Daemon, target: Daemon, tmp_path: Path
+) -> None:
+    """A present version's bundled tag that would be its 51st refuses the import after it
+    registered the bundle's new version: the failure is recorded with that version, as
+    any other failure part-way is (it was raised with no import record at all)."""
+    _import(target, _export(source, tmp_path / "a.zip", versions=[1]))
+    for i in range(50):
+        target.store.set_version_tag(MODEL, 1, f"k{i}", "x", actor="ops")
+    source.store.set_version_tag(MODEL, 1, "ticket", "RISK-1", actor="alice")
+    with pytest.raises(TagRuleError):
+        _import(target, _export(source, tmp_path / "b.zip", versions=[1, 2]))
+    [failure] = target.store.audit_log(limit=5, action="import_bundle_failed")
+    assert failure.details["registered"] != {}

@@ -38,6 +38,11 @@ class TagsFront(StoreFront):
         with self._read("version_tags") as conn:
             return _version_tags.list_version_tags(conn, model, version)
 
+    def deleted_tag_keys(self, model: str, version: int) -> set[str]:
+        """The keys of the version's tags someone deleted (from the audit log)."""
+        with self._read("deleted_tag_keys") as conn:
+            return _version_tags.deleted_tag_keys(conn, model, version)
+
     def tags_of_versions(self, model: str, versions: Sequence[int]) -> dict[int, dict[str, str]]:
         """``{version: {key: value}}`` for those of ``versions`` holding tags, one read."""
         with self._read("tags_of_versions") as conn:

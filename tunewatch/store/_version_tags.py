@@ -25,7 +25,7 @@ from .._tag_rules import check_count, check_key, check_tag
 from ._audit import append_audit_in
 from ._registry_reads import _lock_model, get_version
 from ._registry_text import _possible_name
-from ._schema import version_tags
+from ._schema import audit_entries, version_tags
 from ._types import utcnow
 
 #: The audit actions of a tag's changes.
@@ -51,12 +51,10 @@ def set_version_tag(
     value: str,
     *,
     actor: str,
-    reserved: bool = False,
 ) -> bool:
     """Set tag ``key`` of ``model``'s ``version`` to ``value`` (inserted, or its value
-    replaced), audited; ``False``, and nothing written, when it holds ``value`` already.
-    ``reserved``: tunewatch's own tag (:data:`~tunewatch._tag_rules.RESERVED_PREFIX`)."""
-    check_tag(key, value, reserved=reserved)
+    replaced), audited; ``False``, and nothing written, when it holds ``value`` already."""
+    check_tag(key, value)
     _lock_model(conn, model)
     get_version(conn, model, version)
     t = version_tags
@@ -93,11 +91,10 @@ def delete_version_tag(
     key: str,
     *,
     actor: str,
-    reserved: bool = False,
 ) -> str:
     """Delete tag ``key`` of ``model``'s ``version``, audited, and return the value it
     held; ``NotFoundError`` (``tag_not_found``) when the version has no such tag."""
-    check_key(key, reserved=reserved)
+    check_key(key)
     _lock_model(conn, model)
     get_version(conn, model, version)
     t = version_tags
@@ -165,3 +162,15 @@ def tags_of_versions(
     for r in rows:
         out.setdefault(r.version, {})[r.key] = r.value
     return out
+
+
+def deleted_tag_keys(conn: Connection, model: str, version: int) -> set[str]:
+    """The keys of the tags of ``model``'s ``version`` someone deleted (its ``delete_tag``
+    audit entries): a bundle imported again does not put such a tag back."""
+    rows = conn.execute(
+        select(audit_entries.c.details).where(
+            audit_entries.c.action == DELETE_ACTION,
+            audit_entries.c.target == f"{model}/v{version}",
+        )
+    ).scalars()
+    return {str(d["key"]) for d in rows if isinstance(d, dict) and "key" in d}
