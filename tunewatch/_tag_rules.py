@@ -8,8 +8,8 @@ takes, and a value read back from the store is one any of them could have writte
 - a key is 1 to :data:`MAX_KEY_LENGTH` characters of ``[a-z0-9._/-]``, each part between
   slashes starting with a letter or a digit: lower case only, so ``Ticket`` and
   ``ticket`` are never two tags, and every key is a path the route reaches unchanged;
-- keys under :data:`RESERVED_PREFIX` are tunewatch's own: a person cannot set or delete
-  them, so a tag tunewatch writes cannot be forged;
+- keys under :data:`RESERVED_PREFIX` are kept for tunewatch's own tags (it writes none
+  yet): no one sets one now, so a tag tunewatch writes later cannot have been forged;
 - a value is 0 to :data:`MAX_VALUE_LENGTH` printable characters: no NUL (PostgreSQL
   refuses one), no line break, bidi control or invisible character (a filler, a
   variation selector) that would let a value pass for other text where it is shown (the
@@ -52,9 +52,8 @@ class TagRuleError(TunewatchError, ValueError):
     code = "invalid_request"
 
 
-def check_key(key: str, *, reserved: bool = False) -> None:
-    """Refuse a ``key`` outside the convention. ``reserved``: tunewatch itself writes it,
-    and may use :data:`RESERVED_PREFIX`; a person (the API, the CLI) never does."""
+def check_key(key: str) -> None:
+    """Refuse a ``key`` outside the convention."""
     shown = repr(key[:80])
     if not 1 <= len(key) <= MAX_KEY_LENGTH:
         raise TagRuleError(
@@ -69,17 +68,17 @@ def check_key(key: str, *, reserved: bool = False) -> None:
             "tag key must start with a letter or digit, and so must each part between "
             f"slashes (no empty, `.` or `..` part), got {shown}"
         )
-    if not reserved and key.startswith(RESERVED_PREFIX):
+    if key.startswith(RESERVED_PREFIX):
         raise TagRuleError(
             f"tag keys starting {RESERVED_PREFIX!r} are reserved for tunewatch's own tags; "
             f"choose another key than {shown}"
         )
 
 
-def check_tag(key: str, value: str, *, reserved: bool = False) -> None:
+def check_tag(key: str, value: str) -> None:
     """Refuse a tag whose ``key`` (see :func:`check_key`) or ``value`` is outside the
     convention."""
-    check_key(key, reserved=reserved)
+    check_key(key)
     if len(value) > MAX_VALUE_LENGTH:
         raise TagRuleError(
             f"tag `{key}`'s value must be 0 to {MAX_VALUE_LENGTH} characters, got "

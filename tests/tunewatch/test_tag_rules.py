@@ -86,10 +86,6 @@ def test_keys_outside_the_convention_are_refused_naming_key_and_rule(key: str, r
     assert rule in info.value.message and repr(key[:80]) in info.value.message
 
 
-def test_the_reserved_prefix_is_tunewatch_s_own() -> None:
-    check_key("tunewatch.promoted_by", reserved=True)
-
-
 @pytest.mark.parametrize(
     "value",
     ["", "RISK-123", "passed ✓", "v" * MAX_VALUE_LENGTH],

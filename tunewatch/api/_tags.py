@@ -39,7 +39,8 @@ _INVALID: dict[int | str, dict[str, Any]] = {
 
 class TagValue(_Body):
     value: str = Field(
-        description=f"The tag's value: 0 to {MAX_VALUE_LENGTH} printable characters."
+        description=f"The tag's value: 0 to {MAX_VALUE_LENGTH} printable characters, none "
+        "invisible (fillers, variation selectors, joiners)."
     )
 
 
