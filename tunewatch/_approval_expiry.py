@@ -42,8 +42,9 @@ def expiry_tasks(
     *,
     now: Callable[[], datetime] | None = None,
 ) -> list[Task]:
-    """The hourly sweep of :func:`expire_approvals`, or none when requests never expire
-    (``expire_after_days`` null)."""
+    """The hourly sweep of :func:`expire_approvals`, or none when this process sets no
+    limit (``expire_after_days`` null: a request made under a limit is still closed when
+    approved after its deadline, and by the sweep of a process that sets one)."""
     from tunewatch._scheduler import Task
 
     if expire_after_days is None:
@@ -62,9 +63,10 @@ def expire_approvals(
     expire_after_days: float,
     now: Callable[[], datetime] | None = None,
 ) -> list[ApprovalRow]:
-    """Close every pending request made at least ``expire_after_days`` before ``now``
-    (the store's clock, which stamped the requests, by default), in one transaction; the
-    closed ones, oldest first, each logged."""
+    """Close every pending request past its deadline at ``now`` (the store's clock, which
+    stamped the requests, by default; the earlier of the one stamped on it and
+    ``expire_after_days`` after it was made), in one transaction; the closed ones, oldest
+    first, each logged."""
     closed = store.close_expired_approvals(
         expire_after_days=expire_after_days, actor=ACTOR, now=None if now is None else now()
     )

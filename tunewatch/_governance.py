@@ -385,8 +385,9 @@ def closed_unpromoted(decided: ApprovalRow) -> str:
 
 def closed_code(decided: ApprovalRow, config: Config) -> str:
     """The code of an approval closed unpromoted: ``approval_expired`` when it was decided
-    at or after its expiry (``approvals.expire_after_days``; the store checks expiry
-    first and stamps the decision with the time it checked), else ``champion_changed``."""
+    at or after its deadline (``deadline_of``: stamped on it, or
+    ``approvals.expire_after_days`` after it was made; the store checks expiry first and
+    stamps the decision with the time it checked), else ``champion_changed``."""
     deadline = deadline_of(decided, config.approvals.expire_after_days)
     at = decided.decided_at
     return "approval_expired" if deadline and at and at >= deadline else "champion_changed"

@@ -219,7 +219,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
         print(f"approval {decided.id} {decided.status} by {decided.decided_by}")
     if promoted is not None:
         print(f"{promoted[0].model} version {promoted[0].version} is champion")
-    elif args.command == "approve":  # closed unpromoted: the champion changed since
+    elif args.command == "approve":  # closed unpromoted: expired, or the champion changed since
         print(
             f"tunewatch: error: {decided.model} version {decided.version} was "
             f"{shown(decided.decision_reason)}",

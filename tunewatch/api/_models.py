@@ -433,8 +433,9 @@ def promotion_json(
 
 def approval_json(a: ApprovalRow, config: Config) -> dict[str, Any]:
     """``a`` as the API answers it, with ``expires_at``: when a pending request expires
-    (``approvals.expire_after_days``; approved after, it is closed unpromoted), null for
-    one decided or when requests never expire."""
+    (the earlier of the deadline it was made under and ``approvals.expire_after_days``
+    after it was made; approved after, it is closed unpromoted), null for one decided or
+    one with neither."""
     out = asdict(a)
     out["rules"] = list(a.rules)
     out["co_requesters"] = list(a.co_requesters)

@@ -111,8 +111,8 @@ def deadline_of(approval: ApprovalRow, expire_after_days: float | None) -> datet
 def expiry_reason(
     approval: ApprovalRow, *, expire_after_days: float | None, now: datetime, reason: str
 ) -> str | None:
-    """Why ``approval`` may no longer be approved at ``now`` (it expired: made at least
-    ``expire_after_days`` before), wrapping ``reason``; ``None`` when it may."""
+    """Why ``approval`` may no longer be approved at ``now`` (it expired: past
+    :func:`deadline_of`), wrapping ``reason``; ``None`` when it may."""
     expired = expired_since(approval, expire_after_days=expire_after_days, now=now)
     return None if expired is None else f"not promoted: {expired} ({reason})"
 
@@ -121,12 +121,19 @@ def expired_since(
     approval: ApprovalRow, *, expire_after_days: float | None, now: datetime
 ) -> str | None:
     """ "requested 40 days ago; approvals.expire_after_days is 30" when ``approval`` had
-    expired by ``now``; ``None`` when it had not (or requests never expire)."""
+    expired by ``now`` (past :func:`deadline_of`), or the same naming the limit stamped on
+    it when that one applied; ``None`` when it had not, or has no deadline."""
     deadline = deadline_of(approval, expire_after_days)
     if deadline is None or now < deadline:
         return None
     age = (now - approval.created_at) / timedelta(days=1)
     limit = limit_of(approval, expire_after_days)
+    if expire_after_days is None or (limit is not None and limit < expire_after_days):
+        # the deadline stamped on it, not the caller's limit: name the one that applied
+        return (
+            f"requested {_days(age)} days ago; past the {_days(limit)}-day limit it was made "
+            "under (approvals.expire_after_days then)"
+        )
     return f"requested {_days(age)} days ago; approvals.expire_after_days is {_days(limit)}"
 
 
@@ -162,7 +169,7 @@ def close_expired_approvals(
             why = expiry_reason(
                 approval, expire_after_days=expire_after_days, now=now, reason=approval.reason
             )
-            assert why is not None  # read as made at least expire_after_days before
+            assert why is not None  # read as past its deadline
             close_approval(conn, approval.id, model, approval.version, actor=actor, reason=why)
             closed.append(approval.id)
     return sorted((get_approval(conn, i) for i in closed), key=lambda a: (a.created_at, a.id))

@@ -63,9 +63,10 @@ class GovernanceFront(StoreFront):
     ) -> tuple[ApprovalRow, tuple[VersionRow, VersionRow | None] | None]:
         """Approve (promoting in the same transaction) or reject; never by the requester.
         ``keep_previous``: an approval that promotes keeps the old champion in shadow
-        (:meth:`promote`). Approving a request made at least ``expire_after_days`` before
-        ``now`` (``approvals.expire_after_days``; ``None``: no limit) closes it unpromoted,
-        stored as rejected, as one made against another champion is."""
+        (:meth:`promote`). Approving a request past its deadline at ``now`` (the earlier
+        of the one stamped on it and ``expire_after_days`` after it was made; ``None``: the
+        stamped one alone) closes it unpromoted, stored as rejected, as one made against
+        another champion is."""
         with self._tx("decide_approval") as conn:
             return _governance.decide_approval(
                 conn,
@@ -81,9 +82,10 @@ class GovernanceFront(StoreFront):
     def close_expired_approvals(
         self, *, expire_after_days: float, actor: str, now: datetime | None = None
     ) -> list[ApprovalRow]:
-        """Close (stored as rejected, by ``actor``) every pending approval made at least
-        ``expire_after_days`` before ``now`` (the clock's by default), each audited with
-        its event, in one transaction; the closed ones, oldest first."""
+        """Close (stored as rejected, by ``actor``) every pending approval past its deadline
+        at ``now`` (the clock's by default; the earlier of the one stamped on it and
+        ``expire_after_days`` after it was made), each audited with its event, in one
+        transaction; the closed ones, oldest first."""
         with self._tx("close_expired_approvals") as conn:
             return _governance.close_expired_approvals(
                 conn, expire_after_days=expire_after_days, actor=actor, now=now or utcnow()

@@ -251,8 +251,9 @@ def decide_approval(
     (``stage_changed``). ``keep_previous``: the promotion keeps the old champion in
     shadow (:func:`~._stage_changes.promote`).
 
-    Approving a request made at least ``expire_after_days`` before ``now`` (the clock's by
-    default, also the decision's time; ``None``: no limit), or against another champion
+    Approving a request past its deadline at ``now`` (the clock's by default, also the
+    decision's time; the earlier of the deadline stamped on it when it was made and
+    ``expire_after_days`` after it was made, :func:`deadline_of`), or against another champion
     than serves, does not promote: it is closed (stored as rejected, by ``approver``) with
     the reason why around ``approver``'s, as its evidence is too old to be trusted, or no
     longer holds. Expiry is checked first, so a closed approval whose ``decided_at`` is

@@ -209,7 +209,8 @@ def test_a_request_keeps_the_limit_it_was_made_under(
     )
     assert promoted is None and decided.status == "rejected"
     assert decided.decision_reason == (
-        "not promoted: requested 10 days ago; approvals.expire_after_days is 7 (ok)"
+        "not promoted: requested 10 days ago; past the 7-day limit it was made under "
+        "(approvals.expire_after_days then) (ok)"
     )
 
 
@@ -236,3 +237,24 @@ def test_the_sweep_closes_a_request_past_its_stamped_deadline(versions: Store) -
     )
     assert [a.id for a in closed] == [stamped.id]
     assert versions.get_approval(unstamped.id).status == "pending"
+
+
+def test_the_reason_names_the_limit_a_request_was_made_under_when_that_one_applies(
+    versions: Store,
+) -> None:
+    """Decided under a longer limit than the one it was made under, a request's closure
+    names the limit that closed it: it said "approvals.expire_after_days is 30" to a
+    process configured for 60."""
+    request = _stamped(versions, 2, 30)
+    decided, _ = versions.decide_approval(
+        request.id,
+        approver="bob",
+        approve=True,
+        reason="ok",
+        expire_after_days=60,
+        now=request.created_at + timedelta(days=40),
+    )
+    assert decided.decision_reason == (
+        "not promoted: requested 40 days ago; past the 30-day limit it was made under "
+        "(approvals.expire_after_days then) (ok)"
+    )
