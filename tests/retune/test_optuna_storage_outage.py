@@ -17,6 +17,7 @@ from sqlalchemy import make_url
 from retune import StudyError, study_progress
 from retune._errors import StudyStorageUnavailableError
 from retune._optuna import open_study
+from tests.conftest import drop_pg_schema
 from tests.tunewatch.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.postgres
@@ -36,8 +37,9 @@ def storage(pg_available: None) -> Iterator[tuple[str, TcpProxy]]:
         yield url.set(port=proxy.port).render_as_string(hide_password=False), proxy
     finally:
         proxy.close()
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        # a session the cut left in a transaction on the study's tables is ended first:
+        # the drop waited for it for ever
+        drop_pg_schema(schema, end_holders=True)
 
 
 def test_a_storage_gone_mid_study_is_unavailable_naming_the_connection_failure(

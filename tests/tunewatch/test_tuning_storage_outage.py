@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import make_url
 
 from retune._optuna import close_storage, make_storage
+from tests.conftest import drop_pg_schema
 from tests.tunewatch.tcp_proxy import TcpProxy
 from tests.tunewatch.test_tuning import MODEL, _config, _daemon
 from tunewatch._errors import TuningError
@@ -46,8 +47,9 @@ def optuna_pg(pg_available: None) -> Iterator[tuple[str, list[TcpProxy]]]:
         yield url.set(port=proxies[0].port).render_as_string(hide_password=False), proxies
     finally:
         proxies[-1].close()
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
-            admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        # the heartbeat thread the cut killed can leave its session in a transaction on
+        # the study's tables, through the proxy, for good: the drop waited for it for ever
+        drop_pg_schema(schema, end_holders=True)
 
 
 class _BackOnOutage(logging.Handler):
