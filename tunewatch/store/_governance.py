@@ -80,7 +80,6 @@ __all__ = [
     "close_pending_approvals",
     "deadline_of",
     "decide_approval",
-    "expires_at",
     "find_pull",
     "get_approval",
     "list_approvals",
