@@ -124,11 +124,9 @@ def list_events(
 def event_type_stored(conn: Connection, *, type: str, model: str | None) -> bool:
     """Whether any event of ``type`` is stored (``GET /v1/events`` filters on a type an
     earlier version recorded while events of it are). First among ``model``'s, if given,
-    through the ``(model, type, id)`` index; then among all, where no index leads with
-    ``type``: that read scans the events until the first of the type, all of them for a
-    type none holds (a misspelt filter). The route asks only about a type the daemon
-    does not record (see :mod:`tunewatch._event_types`), and an unfiltered listing of a
-    rare type scans as far."""
+    through the ``(model, type, id)`` index; then among all, through the ``(type, id)``
+    one: a seek either way, for a type none holds (a misspelt filter) too. The route asks
+    only about a type the daemon does not record (see :mod:`tunewatch._event_types`)."""
     if holds_nul(type, model):
         return False
     probe = select(events.c.id).where(events.c.type == type).limit(1)

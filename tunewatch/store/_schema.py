@@ -220,6 +220,7 @@ events = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_events_model_created_at", "model", "created_at"),
     Index("ix_events_model_type_id", "model", "type", "id"),  # a model's newest of a type
+    Index("ix_events_type_id", "type", "id"),  # any model's newest of a type (0026)
 )
 
 audit_entries = Table(
