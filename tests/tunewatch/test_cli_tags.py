@@ -12,6 +12,7 @@ import yaml
 
 from tunewatch._cli import main
 from tunewatch._example import ExampleModel
+from tunewatch._report import report_stem
 from tunewatch.store import Store
 
 
@@ -115,3 +116,13 @@ def test_models_lists_each_version_s_tags(config: Path, capsys: pytest.CaptureFi
     assert run(config, "models") == 0
     listing = capsys.readouterr().out
     assert "tags: ticket=RISK-1 validation=passed" in listing
+
+
+def test_a_tag_change_from_the_command_line_rewrites_the_version_s_report_file(
+    config: Path,
+) -> None:
+    report = config.parent / "data" / "reports" / f"{report_stem('credit', 1)}.md"
+    assert run(config, "tag", "credit", "1", "ticket=RISK-123") == 0
+    assert "| ticket | RISK-123 | alice |" in report.read_text()
+    assert run(config, "tag", "credit", "1", "--delete", "ticket") == 0
+    assert "RISK-123" not in report.read_text()

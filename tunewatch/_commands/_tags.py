@@ -5,7 +5,9 @@ Every tag is checked against the convention (:mod:`tunewatch._tag_rules`) while 
 arguments are parsed, so a command holding one bad tag is a usage error that writes
 none. The changes are then written one a transaction, in the order given (sets, then
 deletes): one the store refuses (a missing tag, the 50th) stops the command, the
-changes before it kept, each with its audit entry."""
+changes before it kept, each with its audit entry. The version's rationale report file
+is rewritten once the command changed a tag, also when a later change is refused (as a
+governance command rewrites it: it listed the tags of the last promotion)."""
 
 from __future__ import annotations
 
@@ -59,19 +61,28 @@ def add_tag_parser(
 
 def cmd_tag(args: argparse.Namespace) -> int:
     from tunewatch._open_store import open_store
+    from tunewatch._report import refresh_reports
 
     if not args.tags and not args.delete:
         args.parser.error("name a tag to set, KEY=VALUE or --delete KEY")
     actor = actor_of(args)
-    store = open_store(config_of(args), create=False)
+    config = config_of(args)
+    store = open_store(config, create=False)
+    changed_any = False
     try:
         where = f"{shown(args.model)} v{args.version}"
-        for key, value in args.tags:
-            changed = store.set_version_tag(args.model, args.version, key, value, actor=actor)
-            print(f"{where}: {'set' if changed else 'unchanged'} {key}={shown(value)}")
-        for key in args.delete:
-            was = store.delete_version_tag(args.model, args.version, key, actor=actor)
-            print(f"{where}: deleted {key} (was {shown(was)})")
+        try:
+            for key, value in args.tags:
+                changed = store.set_version_tag(args.model, args.version, key, value, actor=actor)
+                changed_any |= changed
+                print(f"{where}: {'set' if changed else 'unchanged'} {key}={shown(value)}")
+            for key in args.delete:
+                was = store.delete_version_tag(args.model, args.version, key, actor=actor)
+                changed_any = True
+                print(f"{where}: deleted {key} (was {shown(was)})")
+        finally:
+            if changed_any:  # the changes made stand, a refused one's included
+                refresh_reports(store, config, args.model, (args.version,))
     finally:
         store.close()
     return 0

@@ -6,7 +6,8 @@ the value are checked against the one convention (:mod:`tunewatch._tag_rules`), 
 refusal answered 400 ``invalid_request`` naming the key, the rule and the value. A
 missing model or version is answered as ``GET /v1/models/{m}/versions/{v}`` answers it.
 Both answer the version's tags as they are after the change, so a script needs no second
-read."""
+read, and rewrite the version's rationale report file (:func:`~tunewatch._report.refresh_reports`,
+as a governance change does): it listed the tags of the last promotion."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from fastapi import APIRouter
 from pydantic import Field
 from starlette.requests import Request
 
+from tunewatch._report import refresh_reports
 from tunewatch._runtime import version_or_404
 from tunewatch._tag_rules import MAX_VALUE_LENGTH
 from tunewatch.api._context import RowId, context
@@ -56,10 +58,11 @@ def set_tag(
     """Set the version's tag ``key`` to ``value`` (a new tag, or its value replaced), audited
     (``set_tag``, with the previous value); the same value again writes nothing. 200: the
     version's tags."""
-    store = context(request).runtime.store
-    version_or_404(store, model, version)
-    store.set_version_tag(model, version, key, body.value, actor=principal.name)
-    return _answer(store, model, version)
+    runtime = context(request).runtime
+    version_or_404(runtime.store, model, version)
+    if runtime.store.set_version_tag(model, version, key, body.value, actor=principal.name):
+        refresh_reports(runtime.store, runtime.config, model, (version,))
+    return _answer(runtime.store, model, version)
 
 
 @router.delete(
@@ -71,7 +74,8 @@ def delete_tag(
 ) -> dict[str, Any]:
     """Delete the version's tag ``key``, audited (``delete_tag``, with its value). 200: the
     version's tags; 404 ``tag_not_found`` when it has none of that key."""
-    store = context(request).runtime.store
-    version_or_404(store, model, version)
-    store.delete_version_tag(model, version, key, actor=principal.name)
-    return _answer(store, model, version)
+    runtime = context(request).runtime
+    version_or_404(runtime.store, model, version)
+    runtime.store.delete_version_tag(model, version, key, actor=principal.name)
+    refresh_reports(runtime.store, runtime.config, model, (version,))
+    return _answer(runtime.store, model, version)

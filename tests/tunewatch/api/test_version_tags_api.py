@@ -4,12 +4,14 @@ version's JSON (``GET .../versions`` and ``.../versions/{v}``) shows them as ``t
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.tunewatch.conftest import MODEL, Running
+from tunewatch._report import report_stem
 
 
 def _url(running: Running, key: str, version: int = 1, model: str = MODEL) -> str:
@@ -117,6 +119,17 @@ def test_tags_of_a_missing_version_are_404_as_the_version_is(
 def test_only_operators_change_tags(running: Running, role: str) -> None:
     assert _put(running, "ticket", {"value": "x"}, role=role).status_code == 403
     assert _delete(running, "ticket", role=role).status_code == 403
+
+
+def test_a_tag_change_rewrites_the_version_s_report_file(running: Running) -> None:
+    """The version's report file is written with its tags as they are after each change,
+    as after a governance change: it kept those of the last promotion."""
+    config = running.daemon.config
+    report = Path(config.data_dir) / "reports" / f"{report_stem(MODEL, 1)}.md"
+    assert _put(running, "audit/file", {"value": "AUD-7"}).status_code == 200
+    assert "| audit/file | AUD-7 |" in report.read_text()
+    assert _delete(running, "audit/file").status_code == 200
+    assert "audit/file" not in report.read_text()
 
 
 def test_a_stage_change_answers_the_version_with_its_tags(running: Running) -> None:
