@@ -8,7 +8,12 @@ closes the ones no one decided, so the approvals listing and the dashboard stop 
 them. Each is stored as rejected (the table holds no other closed status) by
 :data:`ACTOR`, the daemon's own name in the audit log (its promotions and rollbacks), its
 reason saying how old it was and the limit, audited with its ``approval_rejected`` event,
-as a request closed any other way is. Requesting the promotion again opens a new one."""
+as a request closed any other way is. Requesting the promotion again opens a new one.
+
+The sweep runs whatever this process's own limit: a request keeps the deadline of the
+limit it was made under (``approvals.expires_at``), and a leader whose config sets none
+(``null``) closes those past it. It ran no sweep, and such a request stayed pending,
+offered for approval in the listing and the dashboard, past its ``expires_at``."""
 
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from tunewatch.store import ApprovalRow, Store
 if TYPE_CHECKING:  # the scheduler imports this module: its Task is read at the call
     from tunewatch._scheduler import Task
 
-__all__ = ["ACTOR", "EXPIRY_INTERVAL_S", "EXPIRY_TASK", "expire_approvals", "expiry_tasks"]
+__all__ = ["ACTOR", "EXPIRY_INTERVAL_S", "EXPIRY_TASK", "expire_approvals", "expiry_task"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,37 +41,33 @@ EXPIRY_INTERVAL_S = 3_600.0
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def expiry_tasks(
+def expiry_task(
     store: Store,
     expire_after_days: float | None,
     *,
     now: Callable[[], datetime] | None = None,
-) -> list[Task]:
-    """The hourly sweep of :func:`expire_approvals`, or none when this process sets no
-    limit (``expire_after_days`` null: a request made under a limit is still closed when
-    approved after its deadline, and by the sweep of a process that sets one)."""
+) -> Task:
+    """The hourly sweep of :func:`expire_approvals` (``expire_after_days`` null: this
+    process sets no limit of its own, and closes only the requests past the deadline
+    stamped on them)."""
     from tunewatch._scheduler import Task
 
-    if expire_after_days is None:
-        return []
-    days = expire_after_days
-
     def run() -> None:
-        expire_approvals(store, expire_after_days=days, now=now)
+        expire_approvals(store, expire_after_days=expire_after_days, now=now)
 
-    return [Task(EXPIRY_TASK, EXPIRY_INTERVAL_S, run, lambda: _NEVER)]
+    return Task(EXPIRY_TASK, EXPIRY_INTERVAL_S, run, lambda: _NEVER)
 
 
 def expire_approvals(
     store: Store,
     *,
-    expire_after_days: float,
+    expire_after_days: float | None,
     now: Callable[[], datetime] | None = None,
 ) -> list[ApprovalRow]:
     """Close every pending request past its deadline at ``now`` (the store's clock, which
     stamped the requests, by default; the earlier of the one stamped on it and
-    ``expire_after_days`` after it was made), in one transaction; the closed ones, oldest
-    first, each logged."""
+    ``expire_after_days`` after it was made, if not None), in one transaction; the closed
+    ones, oldest first, each logged."""
     closed = store.close_expired_approvals(
         expire_after_days=expire_after_days, actor=ACTOR, now=None if now is None else now()
     )

@@ -247,5 +247,5 @@ class ApprovalsConfig(_Frozen):
     # (tunewatch._approval_expiry). A request was approvable for ever, and approved four
     # months on it promoted a version on evidence no one had looked at since. Each request
     # keeps the deadline it was made under (approvals.expires_at). null: this process adds
-    # no limit and runs no sweep; a request made under a limit keeps its deadline.
+    # no limit; a request made under a limit keeps its deadline, and the sweep closes it.
     expire_after_days: float | None = Field(default=30.0, gt=0, le=MAX_DURATION_S / 86_400)

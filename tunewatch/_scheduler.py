@@ -87,7 +87,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor import ServingMetrics
 from tunewatch._actions import count_events_from_zero
-from tunewatch._approval_expiry import expiry_tasks
+from tunewatch._approval_expiry import expiry_task
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
 from tunewatch._errors import StoreUnavailableError
@@ -164,7 +164,7 @@ class Scheduler:
             files = ArtefactStore(config.artefact_dir, store=store)  # drift reports' files
             self.tasks.append(purge_task(store, retention_days, stop=self._stop, artefacts=files))
         self.tasks.extend(self._archiving(store, config))
-        self.tasks.extend(expiry_tasks(store, config.approvals.expire_after_days))
+        self.tasks.append(expiry_task(store, config.approvals.expire_after_days))
         # the events and notifications stored by any process, counted here (_event_counts)
         self.event_counts = None if metrics is None else EventCounts(store, metrics, now=now)
         if metrics is not None:  # the running re-tuning jobs' progress, on /metrics

@@ -15,7 +15,7 @@ from tunewatch._approval_expiry import (
     EXPIRY_INTERVAL_S,
     EXPIRY_TASK,
     expire_approvals,
-    expiry_tasks,
+    expiry_task,
 )
 from tunewatch._scheduler import Scheduler
 from tunewatch.store import Store
@@ -73,23 +73,36 @@ def test_a_misspelt_approvals_key_is_refused() -> None:
         build_config({"approvals": {"expire_days": 3}}, env={})
 
 
-def test_the_leader_sweeps_hourly_unless_requests_never_expire(
-    tmp_path: Path, store: Store
-) -> None:
-    [task] = expiry_tasks(store, 30)
-    assert (
-        (task.name, task.interval_s)
-        == (EXPIRY_TASK, EXPIRY_INTERVAL_S)
-        == (
-            "expire_approvals",
-            3600,
-        )
-    )
-    assert expiry_tasks(store, None) == []
-    for days, wanted in ((30, True), (None, False)):
+def test_the_leader_sweeps_hourly_whatever_its_own_limit(tmp_path: Path, store: Store) -> None:
+    for days in (30, None):
+        task = expiry_task(store, days)
+        assert (task.name, task.interval_s) == (EXPIRY_TASK, EXPIRY_INTERVAL_S)
         raw = {"data_dir": str(tmp_path), "approvals": {"expire_after_days": days}}
         scheduler = Scheduler(store=store, config=build_config(raw, env={}), jobs=[])
-        assert (EXPIRY_TASK in [t.name for t in scheduler.tasks]) is wanted
+        assert EXPIRY_TASK in [t.name for t in scheduler.tasks]
+    assert (EXPIRY_TASK, EXPIRY_INTERVAL_S) == ("expire_approvals", 3600)
+
+
+def test_a_leader_setting_no_limit_closes_requests_past_the_deadline_they_were_made_under(
+    store: Store,
+) -> None:
+    """A request keeps the deadline of the limit it was made under: a leader whose config
+    sets none (``null``) ran no sweep, and such a request stayed pending, offered for
+    approval in the listing and the dashboard, past its ``expires_at``."""
+    store.add_version(
+        model="m", artefact_sha256=f"{3:064d}", hyperparameters={"C": 3}, size_bytes=10, actor="ci"
+    )
+    stamped = store.request_approval(
+        "m", 3, requested_by="alice", reason="it won", rules=["regulated"], expire_after_days=7
+    )
+    [unstamped] = [a for a in store.list_approvals(status="pending") if a.id != stamped.id]
+    later = stamped.created_at + timedelta(days=8)
+    task = expiry_task(store, None, now=lambda: later)
+    task.run()
+    closed = store.get_approval(stamped.id)
+    assert (closed.status, closed.decided_by) == ("rejected", "tunewatch")
+    assert "past the 7-day limit it was made under" in (closed.decision_reason or "")
+    assert store.get_approval(unstamped.id).status == "pending"  # no limit applies to it
 
 
 def test_the_sweep_closes_an_expired_request_as_the_daemon(
@@ -98,7 +111,7 @@ def test_the_sweep_closes_an_expired_request_as_the_daemon(
     [pending] = store.list_approvals(status="pending")
     assert expire_approvals(store, expire_after_days=30, now=lambda: pending.created_at) == []
     later = pending.created_at + timedelta(days=45)
-    [task] = expiry_tasks(store, 30, now=lambda: later)
+    task = expiry_task(store, 30, now=lambda: later)
     with caplog.at_level("INFO", logger="tunewatch._approval_expiry"):
         task.run()
     closed = store.get_approval(pending.id)

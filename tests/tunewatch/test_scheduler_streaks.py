@@ -83,9 +83,7 @@ def _leader(store: Store, config_dir: Path, job: PerModelJob, metrics: ServingMe
     raw = {
         "data_dir": str(config_dir),
         "scheduler": {"lease_ttl_s": 30},
-        # no other task's runs among the job's
-        "tuning": {"archive_after_days": None},
-        "approvals": {"expire_after_days": None},
+        "tuning": {"archive_after_days": None},  # no archive to name
     }
     config = build_config(raw, env={})
     return Scheduler(store=store, config=config, jobs=[job], metrics=metrics, clock=FakeClock())
@@ -96,7 +94,8 @@ def _listen(running: Leader) -> None:
     skipped."""
 
     def on_end(event: JobEvent) -> None:
-        running.ended.put(event.job_id)
+        if event.job_id.startswith("evaluate:"):  # not the daemon-wide tasks' runs
+            running.ended.put(event.job_id)
 
     def on_skip(event: JobEvent) -> None:  # after the scheduler's own listener
         running.skipped.release()

@@ -80,12 +80,12 @@ class GovernanceFront(StoreFront):
             )
 
     def close_expired_approvals(
-        self, *, expire_after_days: float, actor: str, now: datetime | None = None
+        self, *, expire_after_days: float | None, actor: str, now: datetime | None = None
     ) -> list[ApprovalRow]:
         """Close (stored as rejected, by ``actor``) every pending approval past its deadline
         at ``now`` (the clock's by default; the earlier of the one stamped on it and
-        ``expire_after_days`` after it was made), each audited with its event, in one
-        transaction; the closed ones, oldest first."""
+        ``expire_after_days`` after it was made, if not None), each audited with its
+        event, in one transaction; the closed ones, oldest first."""
         with self._tx("close_expired_approvals") as conn:
             return _governance.close_expired_approvals(
                 conn, expire_after_days=expire_after_days, actor=actor, now=now or utcnow()
