@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from monitor._lazy import lazy_front
 
 if TYPE_CHECKING:
-    from retune.space._buildable import READ_UNDER
+    from retune.space._buildable import READ_UNDER, pipeline_parameters
     from retune.space._conditional import reachable
     from retune.space._params import (
         CategoricalParam,
@@ -58,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "load_search_space": "retune.space._space",
     "outside_safe": "retune.space._space",
     "parse_search_space": "retune.space._space",
+    "pipeline_parameters": "retune.space._buildable",
     "KBestColumnSelector": "retune.space._transformers",
     "MissingIndicatorAppender": "retune.space._transformers",
     "SparseColumnDropper": "retune.space._transformers",
@@ -89,6 +90,7 @@ __all__ = [
     "load_search_space",
     "outside_safe",
     "parse_search_space",
+    "pipeline_parameters",
     "reachable",
     "read_yaml",
     "shown",

@@ -117,6 +117,47 @@ def built_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def pipeline_parameters(params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The pipeline ``params`` build, as a hyperparameter set's identity: every name the
+    pipeline reads under the choices made, at its recorded value or its default, none it
+    does not read, each number as the pipeline casts it (a count an ``int``, any other
+    number a ``float``, ``-0.0`` as ``0.0``). ``{"estimator": "logistic", "C": 1}``, a
+    demo space's ``{..., "scaler": "none", "C": 1.0}`` and a wider space's record of the
+    same point are one pipeline, and the same parameters.
+
+    ``None`` for a set the pipeline would not build as recorded, whose own spelling is
+    its identity: a name outside the vocabulary (a model trained elsewhere), a choice the
+    pipeline does not take, a number written otherwise than as a number, a fraction of a
+    count, or nothing recorded at all (``{}`` says nothing of how the model was built).
+
+    Changing a default (:data:`DEFAULTS`) or a domain's type changes the identity of the
+    sets that leave the name out or spell it otherwise: stored ids are re-keyed by a
+    store migration (as revision 0027 of ``tunewatch.store`` does)."""
+    if not params:
+        return None
+    try:
+        resolved = _resolve(params)
+    except SearchSpaceError:
+        return None
+    built: dict[str, Any] = {}
+    for name, value in resolved.items():
+        reader = READ_UNDER.get(name)
+        if reader is not None and resolved[reader[0]] not in reader[1]:
+            continue  # not read under the choices made
+        domain = _DOMAINS.get(name)
+        if domain is None:
+            built[name] = value
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        elif domain.integer:
+            if not float(value).is_integer():
+                return None
+            built[name] = int(value)
+        else:
+            built[name] = float(value) + 0.0  # -0.0 + 0.0 is 0.0
+    return built
+
+
 def check_buildable(params: Mapping[str, Param]) -> None:
     """Raise :class:`SearchSpaceError` for a name the pipeline does not have, a choice
     it does not take, a number outside the parameter's domain (:data:`_DOMAINS`), a

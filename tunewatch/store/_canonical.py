@@ -19,8 +19,17 @@ def canonical_json(obj: Any) -> str:
 
 
 def hyperparameter_set_id(params: Mapping[str, Any]) -> str:
-    """The id of a hyperparameter set: sha256 hex of its canonical JSON."""
-    return hashlib.sha256(canonical_json(dict(params)).encode("utf-8")).hexdigest()
+    """The id of a hyperparameter set: sha256 hex of the canonical JSON of the pipeline it
+    builds (:func:`retune.space.pipeline_parameters`: every name the pipeline reads, at its
+    recorded value or default, each number as the pipeline casts it), or of the set as
+    recorded when the pipeline would not build it so (a model trained elsewhere, ``{}``).
+    One pipeline had one id per spelling: per search space that tuned it, by hand, and
+    ``C: 1`` apart from ``C: 1.0``. Revision 0027 re-keys the sets stored before."""
+    from retune.space import pipeline_parameters  # the store opens without retune's cost
+
+    built = pipeline_parameters(params)
+    identity = dict(params) if built is None else built
+    return hashlib.sha256(canonical_json(identity).encode("utf-8")).hexdigest()
 
 
 def json_roundtrip(obj: Any) -> Any:
