@@ -6,7 +6,7 @@ import json
 import re
 import traceback
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final, ParamSpec, TypeVar
 
 import orjson
@@ -53,7 +53,7 @@ class BodyLimitMiddleware:
         else:
             limit = self.limit
         try:
-            wbits = content_coding(_first_header(scope, b"content-encoding"))
+            wbits = content_coding(content_encoding(scope["headers"]))
         except ApiError as exc:
             await error_response(exc.status, exc.code, str(exc))(scope, receive, send)
             return
@@ -126,11 +126,15 @@ _REGISTRATION: Final = re.compile(r"^/v1/models/[^/]+/versions$")
 _FORMS: Final = frozenset({"/dashboard/login", "/dashboard/logout"})
 
 
-def _first_header(scope: Scope, wanted: bytes) -> bytes | None:
-    for name, value in scope["headers"]:  # the first of repeated headers, as Starlette
-        if name == wanted:
-            return value  # type: ignore[no-any-return]
-    return None
+def content_encoding(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The request's ``Content-Encoding``: its field lines joined into one, as RFC 9110
+    §5.3 reads repeated lines (the comma-separated list); ``None`` without one. The
+    first line alone was read, the rest ignored: ``gzip`` then ``br`` was inflated as
+    gzip, where the one line ``gzip, br`` is refused."""
+    lines = [value for name, value in headers if name == b"content-encoding"]
+    if not lines:
+        return None
+    return lines[0] if len(lines) == 1 else b", ".join(lines)
 
 
 # Content codings a request body may arrive in (RFC 9110 §8.4.1), as zlib window bits:
@@ -140,8 +144,9 @@ _CODINGS_ZLIB: Final = {b"deflate": zlib.MAX_WBITS}
 
 
 def content_coding(value: bytes | None) -> int | None:
-    """zlib's window bits for a request's ``Content-Encoding``; ``None`` for none or
-    ``identity``. Any other coding is 415 ``unsupported_content_encoding``."""
+    """zlib's window bits for a request's ``Content-Encoding`` (every line of it:
+    :func:`content_encoding`); ``None`` for none or ``identity``. Anything else, a list
+    of codings included (``identity, gzip`` too), is 415 ``unsupported_content_encoding``."""
     if value is None:
         return None
     token = value.strip().lower()

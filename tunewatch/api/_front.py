@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
@@ -18,8 +19,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shadow import ShadowError
 from tunewatch._errors import TunewatchError
-from tunewatch.api._body import content_coding, inflate
+from tunewatch.api._body import content_coding, content_encoding, inflate
 from tunewatch.api._context import AppContext
+from tunewatch.api._encoded_path import encoded_slash_refusal
 from tunewatch.api._errors import CLIENT_CLOSED, ApiError, describe
 from tunewatch.api._lookups import bounded_token_lookup
 from tunewatch.api._oip import infer, named_version
@@ -53,9 +55,14 @@ class InferenceFront:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # before any route, the inference routes' too, reads the decoded path
+        refusal = encoded_slash_refusal(scope)
+        if refusal is not None:
+            await self.refuse(scope, send, "unmatched", refusal)
+            return
         headers: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:  # the first of repeated headers, as Starlette
-            headers.setdefault(name, value)
+            headers.setdefault(name, value)  # (Content-Encoding: every line, in `_body`)
         authorization = _text(headers.get(b"authorization"))
         match = _INFER.match(scope["path"])
         if match is None:
@@ -80,7 +87,7 @@ class InferenceFront:
             # the model and the version again, from memory.
             await self._may_score(authorization)
             named_version(self.ctx, self.ctx.runtime.model(match.group(1)), match.group(2))
-            body = await self._body(headers, receive)
+            body = await self._body(headers, scope["headers"], receive)
             # again: the token may have been revoked, or its cached answer expired (looked
             # up again off the event loop), while the body arrived (a slow upload)
             await self._may_score(authorization)
@@ -122,6 +129,18 @@ class InferenceFront:
         await send({"type": "http.response.start", "status": status, "headers": answer})
         await send({"type": "http.response.body", "body": payload})
 
+    async def refuse(self, scope: Scope, send: Send, route: str, refusal: ApiError) -> None:
+        """Answer ``refusal`` before anything reads the request (no body is read), counted
+        under ``route``."""
+        self._counter.labels(route, str(refusal.status)).inc()
+        self._errors.labels(refusal.code).inc()
+        body = _error(refusal.code, refusal.message)
+        headers = [*_JSON, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
+
     async def _may_score(self, authorization: str | None) -> None:
         """Raise unless ``authorization`` may score. A token not in the cache is looked
         up in a worker thread, so a slow or hung database holds this request only, not
@@ -137,10 +156,18 @@ class InferenceFront:
         self.ctx.auth.resolve(authorization)
         self.ctx.auth.authenticate(authorization, "score")
 
-    async def _body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+    async def _body(
+        self,
+        headers: dict[bytes, bytes],
+        scope_headers: Iterable[tuple[bytes, bytes]],
+        receive: Receive,
+    ) -> bytes:
         """The request's body, inflated if it is compressed: read only for a caller the
         front has found may score (inflating costs far more than reading)."""
-        wbits = content_coding(headers.get(b"content-encoding"))
+        coding = headers.get(b"content-encoding")
+        if coding is not None:  # every line of it, as one list
+            coding = content_encoding(scope_headers)
+        wbits = content_coding(coding)
         if wbits is None:
             return await self._read(headers, receive)
         return await inflate(await self._read(headers, receive), wbits, self.limit)

@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import re
 
-import orjson
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from tunewatch._auth import AuthError
 from tunewatch._config_sections import LOOPBACK_HOSTS, is_loopback_host
 from tunewatch.api._app import _template_of
+from tunewatch.api._encoded_path import encoded_slash_refusal
 from tunewatch.api._errors import ApiError
 from tunewatch.api._front import _INFER, _ROUTES, InferenceFront
 from tunewatch.dashboard._auth import check_same_origin
@@ -76,7 +76,9 @@ def local_refusal(scope: Scope) -> ApiError | None:
 
 class LocalOnlyFront(InferenceFront):
     """The inference front of a daemon with authentication off: every request, the
-    inference routes' too, is first held to :func:`local_refusal`."""
+    inference routes' too, is first held to :func:`local_refusal`; one it lets through
+    is then answered as by :class:`InferenceFront` (a path holding an encoded slash
+    refused 404 before any route, as an unknown path after the same check)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         refusal = local_refusal(scope) if scope["type"] == "http" else None
@@ -84,17 +86,10 @@ class LocalOnlyFront(InferenceFront):
             await super().__call__(scope, receive, send)
             return
         match = _INFER.match(scope["path"])
-        route = (
-            _ROUTES[match.group(2) is not None]
-            if match
-            else _template_of({**scope, "app": self.app})
-        )
-        self._counter.labels(route, str(refusal.status)).inc()
-        self._errors.labels(refusal.code).inc()
-        body = orjson.dumps({"error": refusal.message, "code": refusal.code})
-        headers = [(b"content-type", b"application/json")]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
-        await send(
-            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
-        )
+        if encoded_slash_refusal(scope) is not None:
+            route = "unmatched"  # its decoded path names a route its own path does not
+        elif match:
+            route = _ROUTES[match.group(2) is not None]
+        else:
+            route = _template_of({**scope, "app": self.app})
+        await self.refuse(scope, send, route, refusal)

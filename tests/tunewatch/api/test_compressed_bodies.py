@@ -244,3 +244,56 @@ def test_tritonclient_compressed_inference_is_scored(algorithm: str, small: Runn
         client.close()
     assert result.get_response()["id"] == f"compressed-{algorithm}"
     assert result.as_numpy("probabilities").shape == (3, 2)
+
+
+# --- repeated Content-Encoding lines ----------------------------------------------------
+
+# Each list of Content-Encoding field lines, and the body sent under it: gzip, and gzip
+# twice for `gzip` twice. Repeated lines are one comma-separated list (RFC 9110 §5.3),
+# answered as that one line is: only a single supported coding is read. The first line
+# alone was applied, the others ignored: the body was inflated and scored.
+REPEATED: dict[str, tuple[list[str], Callable[[bytes], bytes]]] = {
+    "gzip_then_br": (["gzip", "br"], gzip.compress),
+    "identity_then_gzip": (["identity", "gzip"], gzip.compress),
+    "gzip_then_identity": (["gzip", "identity"], gzip.compress),
+    "gzip_twice": (["gzip", "gzip"], lambda raw: gzip.compress(gzip.compress(raw))),
+}
+
+
+@pytest.mark.parametrize("lines", list(REPEATED), ids=list(REPEATED))
+@pytest.mark.parametrize("path", ["infer", "feedback"])
+def test_repeated_content_encoding_lines_are_refused_as_their_joined_line_is(
+    lines: str, path: str, small: Running
+) -> None:
+    if path == "infer":
+        url, role, raw = INFER, "scorer", infer_body("repeated-codings")
+    else:
+        url, role = FEEDBACK, "labeller"
+        raw = json.dumps({"items": [{"request_id": "repeated", "label": 1}]}).encode()
+    codings, encode = REPEATED[lines]
+    body = encode(raw)
+    joined = httpx.post(
+        f"{small.url}{url}",
+        content=body,
+        headers=small.auth(role) | {"Content-Encoding": ", ".join(codings)},
+    )
+    refused(joined, 415, "unsupported_content_encoding")
+    headers = [*small.auth(role).items(), *(("Content-Encoding", c) for c in codings)]
+    r = httpx.post(f"{small.url}{url}", content=body, headers=headers)
+    refused(r, 415, "unsupported_content_encoding")
+    assert ", ".join(codings) in r.json()["error"]  # the list as the lines make it
+
+
+@pytest.mark.parametrize("path", ["infer", "feedback"])
+def test_one_content_encoding_line_of_gzip_is_still_inflated(path: str, small: Running) -> None:
+    if path == "infer":
+        url, role, raw = INFER, "scorer", infer_body("one-coding")
+    else:
+        url, role = FEEDBACK, "labeller"
+        raw = json.dumps({"items": [{"request_id": "one-coding", "label": 1}]}).encode()
+    r = httpx.post(
+        f"{small.url}{url}",
+        content=gzip.compress(raw),
+        headers=[*small.auth(role).items(), ("Content-Encoding", "gzip")],
+    )
+    assert r.status_code == 200, r.text
