@@ -14,12 +14,19 @@ de-chunked, its body was read as if nothing else coded it) a 501
 close``, and the connection closed.
 
 A chunked body's trailer was bounded by nothing: httptools gathers a trailer field's
-value the same way, and uvicorn adds the fields to the headers. A client without any
-token, answered 401 at once, streamed 127 MiB of one value in 20 s (the daemon's RSS grew
-by 207 MB; copying the value anew on each read, its event loop answered others up to
-1.2 s late). Now a body's bytes between its data — the trailer, the chunks' size lines
-and extensions — past ``MAX_HEAD_BYTES`` are answered 431 the same way, or, the request
-answered already, close the connection.
+value the same way. A client without any token, answered 401 at once, streamed 127 MiB of
+one value in 20 s (the daemon's RSS grew by 207 MB; copying the value anew on each read,
+its event loop answered others up to 1.2 s late). Now a body's bytes between its data —
+the trailer, the chunks' size lines and extensions — past ``MAX_HEAD_BYTES`` are answered
+431 the same way, or, the request answered already, close the connection. Nor are a
+trailer's fields headers (RFC 9110 §6.5.1): uvicorn added them to the request's headers,
+so a tokenless chunked request whose trailer held ``Authorization`` was served when the
+trailer arrived in the head's read (its route reads the headers once the read is parsed),
+and a ``Content-Encoding`` there decided how its body was read. They are counted against
+the bound and dropped.
+
+An HTTP/1.1 request without ``Host``, and any with two ``Host`` lines or one that is not
+``uri-host[:port]``, is answered 400 ``bad_http_request`` (RFC 9112 §3.2; all were served).
 
 Nor does uvicorn bound the time a request takes to arrive: a client trickling its head or
 its body a byte every few seconds held its connection (and, on the inference route, up to
@@ -43,7 +50,9 @@ running when it left sends its answer nowhere, as the newest would.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import re
 from typing import Final, Literal
 
 import httptools
@@ -111,12 +120,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _in_head = False  # between a request's first byte and the end of its headers
     _head_first_read_bytes = 0  # the read holding the current head's start
     _head_span_bytes = 0  # every read holding part of the current head
-    _stopped_at: Literal["head", "trailer", "coding"] | None = None  # a callback's refusal
+    _stopped_at: Literal["head", "trailer", "coding", "host"] | None = None  # a refusal
     _coding = ""  # the transfer coding a callback stopped at
+    _host_problem = ""  # what is wrong with the Host of the head a callback stopped at
     _in_body = False  # between the end of a request's headers and its last byte
     _body_first_read_bytes = 0  # the read holding the body's last data (or its head's end)
     _framing_span_bytes = 0  # every read since, none holding data: a trailer, a chunk line
-    _head_fields = 0  # how many of the headers are the head's: a trailer's fields follow
+    _trailer_field_bytes = 0  # the trailer's fields read so far, as _trailer_bytes counts
     _in_request = False  # between a request's first byte and its last
     _read_deadline: float | None = None  # when what is being read must have arrived
     _read_timer: asyncio.TimerHandle | None = None  # due at or before _read_deadline
@@ -171,6 +181,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                     self._refuse_trailer()
                 elif self._stopped_at == "coding":
                     self._refuse_coding()
+                elif self._stopped_at == "host":
+                    self._refuse_host()
                 else:
                     self._refuse_unparsable(exc)
                 return
@@ -189,11 +201,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._read_deadline is None:  # the first request's runs from the connection's start
             self._start_read_timer()
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._in_head:
+            super().on_header(name, value)
+        else:  # a chunked body's trailer: counted, never one of the request's headers
+            self._trailer_field_bytes += len(name) + len(value) + 4
+
     def on_headers_complete(self) -> None:
         self._in_head = False
         if self._head_span_bytes > MAX_HEAD_BYTES and self._head_bytes() > MAX_HEAD_BYTES:
             self._stopped_at = "head"
             raise _Stop  # httptools stops here; data_received answers
+        problem = host_problem(self.headers, self.parser.get_http_version())
+        if problem is not None:
+            self._stopped_at, self._host_problem = "host", problem
+            raise _Stop
         coding = unsupported_transfer_coding(self.headers)
         if coding is not None:
             self._stopped_at, self._coding = "coding", coding
@@ -209,7 +231,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._request_cycle = self.cycle
         self._in_body = True
         self._body_first_read_bytes = self._framing_span_bytes = self._read_bytes
-        self._head_fields = len(self.headers)
+        self._trailer_field_bytes = 0
 
     def on_body(self, body: bytes) -> None:
         if self._awaiting_invited_body:  # its time runs from its first byte
@@ -314,10 +336,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def _trailer_bytes(self) -> int:
-        """A chunked body's trailer, counted as the head's fields are (uvicorn adds its
-        fields to the headers)."""
-        trailer = self.headers[self._head_fields :]
-        return sum(len(name) + len(value) + 4 for name, value in trailer)
+        """A chunked body's trailer, counted as the head's fields are."""
+        return self._trailer_field_bytes
 
     def _refuse_head(self) -> None:
         logger.warning(
@@ -347,6 +367,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             "request from %s with Transfer-Encoding %r: answered 501", self._peer(), self._coding
         )
         self._refuse(transfer_coding(self._coding))
+
+    def _refuse_host(self) -> None:
+        logger.warning("request from %s with %s: answered 400", self._peer(), self._host_problem)
+        self._refuse(unparsable(f": {self._host_problem}"))
 
     def _refuse_unparsable(self, exc: httptools.HttpParserError) -> None:
         reason = unparsable_reason(exc)
@@ -392,6 +416,55 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _peer(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "an unknown client"
+
+
+_REG_NAME: Final = re.compile(rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
+"""RFC 3986's reg-name (an IPv4 address is one too): unreserved, sub-delims and
+percent-encoded octets."""
+
+_HOST: Final = re.compile(rb"(?P<host>\[(?P<literal>[^\]]*)\]|[^:\[\]]*)(?::[0-9]*)?")
+"""``uri-host [ ":" port ]`` (RFC 9112 §3.2), the host itself checked apart."""
+
+_IPVFUTURE: Final = re.compile(rb"[vV][0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+")
+
+
+def host_problem(headers: list[tuple[bytes, bytes]], http_version: str) -> str | None:
+    """What is wrong with a request's ``Host`` (``headers``' names in lower case), or
+    ``None``: from HTTP/1.1 on it must have one, and any request at most one, valid —
+    ``uri-host[:port]``, the host a reg-name, an IPv4 address or a bracketed IPv6 (or
+    IPvFuture) literal, the port digits; empty is valid (RFC 9112 §3.2, RFC 3986 §3.2.2).
+    A value's surrounding spaces and tabs are not part of it (RFC 9110 §5.5)."""
+    values = [value for name, value in headers if name == b"host"]
+    if not values:
+        return None if http_version in ("0.9", "1.0") else "no Host header"
+    if len(values) > 1:
+        return f"{len(values)} Host headers"
+    value = values[0].strip(b" \t")
+    match = _HOST.fullmatch(value)
+    if match is not None:
+        literal = match["literal"]
+        if literal is None:
+            valid = _REG_NAME.fullmatch(match["host"]) is not None
+        else:
+            valid = _ip_literal(literal)
+        if valid:
+            return None
+    shown = value[:100].decode("latin-1")
+    return f"an invalid Host {shown!r} (not host[:port])"
+
+
+def _ip_literal(literal: bytes) -> bool:
+    """Whether ``literal``, the inside of ``[...]``, is an IPv6 address or IPvFuture
+    (no zone: ``ipaddress`` takes one after a ``%``, RFC 3986 does not)."""
+    if _IPVFUTURE.fullmatch(literal) is not None:
+        return True
+    if b"%" in literal:
+        return False
+    try:
+        ipaddress.IPv6Address(literal.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        return False
+    return True
 
 
 def _trailer_too_large() -> Refusal:

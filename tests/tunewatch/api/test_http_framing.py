@@ -1,6 +1,6 @@
 """Every request is framed by its Content-Length or its chunks, and answered in order.
 
-Under `tunewatch serve`, raw sockets showed eight ways the HTTP layer lost that:
+Under `tunewatch serve`, raw sockets showed ten ways the HTTP layer lost that:
 
 - a request carrying ``Upgrade`` (``Upgrade: h2c``, which ``curl --http2`` and Spring's
   RestClient send on http://) was read as having no body: httptools stops framing at an
@@ -31,6 +31,12 @@ Under `tunewatch serve`, raw sockets showed eight ways the HTTP layer lost that:
   read on — 127 MiB of one value in 20 s, its RSS up 207 MB, other connections answered
   up to 1.2 s late. The bytes between a body's data (its trailer, its chunks' size lines)
   are now held to the head's limit: 431, or the connection closed if answered already.
+- a chunked body's trailer fields were added to the request's headers: sent in the
+  head's read, an ``Authorization`` there authenticated a tokenless head, and a
+  ``Content-Encoding`` there decided how the body was read (RFC 9110 §6.5.1: trailer fields
+  are not merged into the header section). They are now only counted against the limit.
+- an HTTP/1.1 request without ``Host``, with two, or with one not ``host[:port]`` was
+  served; RFC 9112 §3.2: it is answered 400.
 - a client that pipelined requests and went away while one ran had that one's answer
   written to the closed connection: an "Exception in ASGI application" and an "unhandled
   error" traceback in the log, on 7 of 10 such connections (uvicorn told only the newest
@@ -42,6 +48,7 @@ request left unanswered fails the test rather than hanging it.
 
 from __future__ import annotations
 
+import gzip
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -411,10 +418,11 @@ def test_an_http_1_0_request_expecting_100_continue_is_answered_without_it(
 # -- a chunked body's trailer ----------------------------------------------------------------
 
 
-def chunked_infer(served: Served) -> bytes:
-    """The head and the data of a chunked inference, its last chunk and trailer to come."""
-    auth = f"Authorization: {served.scorer}"
-    return head("POST", INFER, auth, "Transfer-Encoding: chunked") + chunked(BODY)
+def chunked_infer(served: Served | None, body: bytes = BODY) -> bytes:
+    """The head and the data of a chunked inference (with the scorer's token unless
+    ``served`` is ``None``), its last chunk and trailer to come."""
+    auth = () if served is None else (f"Authorization: {served.scorer}",)
+    return head("POST", INFER, *auth, "Transfer-Encoding: chunked") + chunked(body)
 
 
 @pytest.mark.parametrize(
@@ -485,6 +493,86 @@ def test_a_body_of_one_byte_chunks_is_answered_however_long_their_size_lines(
     answer = conn.answer()
     assert answer.status == 200, answer
     assert answer.json()["outputs"] == outputs
+
+
+def test_an_authorization_only_in_the_trailer_authenticates_nothing(
+    served: Served, conn: Conn
+) -> None:
+    """A tokenless head whose trailer carries a scorer's token, sent in one write: uvicorn
+    added the trailer's fields to the request's headers, and the route, run after the
+    whole write was parsed, read the token there (200; 401 when the trailer came in a
+    later read). RFC 9110 §6.5.1: a trailer field is not merged into the header section."""
+    trailer = f"0\r\nAuthorization: {served.scorer}\r\n\r\n".encode()
+    conn.send(chunked_infer(None) + trailer)
+    answer = conn.answer()
+    assert (answer.status, answer.json()["code"]) == (401, "unauthenticated"), answer
+
+
+def test_a_content_encoding_only_in_the_trailer_codes_nothing(
+    served: Served, conn: Conn, outputs: Any
+) -> None:
+    """``Content-Encoding: gzip`` in the trailer, sent in one write: a plain body is
+    scored, a gzip one is not inflated (it was the other way round)."""
+    trailer = b"0\r\nContent-Encoding: gzip\r\n\r\n"
+    conn.send(chunked_infer(served) + trailer)
+    answer = conn.answer()
+    assert answer.status == 200, answer
+    assert answer.json()["outputs"] == outputs
+    conn.send(chunked_infer(served, gzip.compress(BODY)) + trailer)
+    answer = conn.answer()
+    assert (answer.status, answer.json()["code"]) == (400, "invalid_json"), answer
+
+
+# -- Host -------------------------------------------------------------------------------------
+
+
+VALID_HOSTS = (
+    "127.0.0.1:80",
+    "[::1]:80",
+    "[::ffff:127.0.0.1]",
+    "[v1.fe80::a+en1]",
+    "a.b-1",
+    "t%C3%A9:",
+)
+INVALID_HOSTS = ("a b", "[", "[::1", "[zz]", "[fe80::1%25en1]", "a:80x", "a/b", "a@b")
+
+
+@pytest.mark.parametrize(
+    ("version", "hosts"),
+    [
+        pytest.param("1.1", (), id="none"),
+        pytest.param("1.1", ("a", "b"), id="two"),
+        pytest.param("1.1", ("a", "a"), id="two-alike"),
+        pytest.param("1.0", ("a", "b"), id="two-in-http-1.0"),
+        *(pytest.param("1.1", (host,), id=f"invalid-{host}") for host in INVALID_HOSTS),
+    ],
+)
+def test_a_request_without_one_valid_host_is_refused_400(
+    conn: Conn, version: str, hosts: tuple[str, ...]
+) -> None:
+    """RFC 9112 §3.2: an HTTP/1.1 request without Host, and any with two Host lines or an
+    invalid one, is answered 400 (all were served)."""
+    lines = [f"GET /healthz HTTP/{version}", *(f"Host: {host}" for host in hosts)]
+    conn.send(("\r\n".join(lines) + "\r\n\r\n").encode())
+    assert_refused(conn, 400, "bad_http_request")
+
+
+@pytest.mark.parametrize("host", [*VALID_HOSTS, pytest.param("", id="empty")])
+def test_a_request_with_one_valid_host_is_served(conn: Conn, host: str) -> None:
+    conn.send(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    assert_healthz(conn.answer())
+
+
+def test_an_http_1_0_request_without_host_is_served(conn: Conn) -> None:
+    conn.send(b"GET /healthz HTTP/1.0\r\n\r\n")
+    assert_healthz(conn.answer())
+    assert conn.closed_by_server()
+
+
+def test_a_hostless_request_pipelined_behind_one_is_refused_after_it(conn: Conn) -> None:
+    conn.send(get_healthz() + b"GET /healthz HTTP/1.1\r\n\r\n")
+    assert_healthz(conn.answer())
+    assert_refused(conn, 400, "bad_http_request")
 
 
 # -- a client gone with requests pipelined -----------------------------------------------------
