@@ -125,15 +125,18 @@ def pipeline_parameters(params: Mapping[str, Any]) -> dict[str, Any] | None:
     demo space's ``{..., "scaler": "none", "C": 1.0}`` and a wider space's record of the
     same point are one pipeline, and the same parameters.
 
-    ``None`` for a set the pipeline would not build as recorded, whose own spelling is
-    its identity: a name outside the vocabulary (a model trained elsewhere), a choice the
-    pipeline does not take, a number written otherwise than as a number, a fraction of a
-    count, or nothing recorded at all (``{}`` says nothing of how the model was built).
+    ``None`` for a set that does not say it is the pipeline's, or that the pipeline would
+    not build as recorded, whose own spelling is its identity: one naming no
+    ``estimator`` (``{"alpha": 5000.0}``, registered by hand for a regressor, read as the
+    default logistic model, was one set with ``{"alpha": 1.0}``), a name outside the
+    vocabulary (a model trained elsewhere), a choice the pipeline does not take, a number
+    written otherwise than as a number, a fraction of a count, or a number beyond a
+    float where the pipeline reads a float.
 
     Changing a default (:data:`DEFAULTS`) or a domain's type changes the identity of the
     sets that leave the name out or spell it otherwise: stored ids are re-keyed by a
     store migration (as revision 0027 of ``tunewatch.store`` does)."""
-    if not params:
+    if "estimator" not in params:
         return None
     try:
         resolved = _resolve(params)
@@ -147,15 +150,29 @@ def pipeline_parameters(params: Mapping[str, Any]) -> dict[str, Any] | None:
         domain = _DOMAINS.get(name)
         if domain is None:
             built[name] = value
-        elif isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        number = _number(value, integer=domain.integer)
+        if number is None:
             return None
-        elif domain.integer:
-            if not float(value).is_integer():
-                return None
-            built[name] = int(value)
-        else:
-            built[name] = float(value) + 0.0  # -0.0 + 0.0 is 0.0
+        built[name] = number
     return built
+
+
+def _number(value: Any, *, integer: bool) -> int | float | None:
+    """``value`` as the pipeline casts a number of a domain: a count an exact ``int``
+    (however large: the pipeline caps it), any other number a ``float``, ``-0.0`` as
+    ``0.0``; ``None`` for a bool, a non-number, a fraction of a count, or an integer
+    beyond a float where a float is read."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if integer:
+        if isinstance(value, int):
+            return value
+        return int(value) if value.is_integer() else None
+    try:
+        return float(value) + 0.0  # -0.0 + 0.0 is 0.0
+    except OverflowError:
+        return None
 
 
 def check_buildable(params: Mapping[str, Param]) -> None:

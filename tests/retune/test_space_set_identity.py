@@ -31,8 +31,9 @@ def test_names_the_pipeline_does_not_read_are_not_part_of_it() -> None:
 
 
 def test_numbers_are_cast_as_the_pipeline_casts_them() -> None:
-    negative_zero = pipeline_parameters({"missing": "drop_columns", "drop_threshold": -0.0})
-    zero = pipeline_parameters({"missing": "drop_columns", "drop_threshold": 0})
+    dropping = {"estimator": "ridge", "missing": "drop_columns"}
+    negative_zero = pipeline_parameters({**dropping, "drop_threshold": -0.0})
+    zero = pipeline_parameters({**dropping, "drop_threshold": 0})
     assert negative_zero == zero and negative_zero is not None
     assert str(negative_zero["drop_threshold"]) == "0.0"
 
@@ -41,10 +42,27 @@ def test_a_set_the_pipeline_would_not_build_as_recorded_has_no_pipeline_form() -
     """Its own spelling is its identity: a name outside the vocabulary (a model trained
     elsewhere), a choice the pipeline does not take, a fraction of a count, a number
     written as text, or nothing recorded at all (``{}`` says nothing of how it was built)."""
-    assert pipeline_parameters({"C": 1.0, "penalty": "l2"}) is None
+    assert pipeline_parameters({"estimator": "logistic", "penalty": "l2"}) is None
     assert pipeline_parameters({"estimator": "svm"}) is None
     assert pipeline_parameters({"estimator": "random_forest", "forest_max_depth": 2.5}) is None
-    assert pipeline_parameters({"C": "1.0"}) is None
-    assert pipeline_parameters({"C": True}) is None
+    assert pipeline_parameters({"estimator": "logistic", "C": "1.0"}) is None
+    assert pipeline_parameters({"estimator": "logistic", "C": True}) is None
     assert pipeline_parameters({}) is None
     assert pipeline_parameters(dict(DEFAULTS)) is not None
+
+
+def test_a_set_naming_no_estimator_is_known_by_its_spelling() -> None:
+    """A record naming no estimator may be of any model (``{"alpha": 5000.0}`` registered
+    by hand for a regressor): read as the pipeline's default logistic model, it was one
+    set with ``{"alpha": 1.0}`` and with every logistic model at its defaults."""
+    assert pipeline_parameters({"alpha": 5000.0}) is None
+    assert pipeline_parameters({"C": 2.0, "scaler": "standard"}) is None
+
+
+def test_an_integer_beyond_a_float_is_kept_or_leaves_the_spelling() -> None:
+    """Registration took such an integer once: the migration re-keying stored sets raised
+    ``OverflowError`` on it, and the store could not be opened."""
+    huge = 10**400
+    built = pipeline_parameters({"estimator": "logistic", "selector": "k_best", "select_k": huge})
+    assert built is not None and built["select_k"] == huge
+    assert pipeline_parameters({"estimator": "logistic", "C": huge}) is None

@@ -18,18 +18,25 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
-def hyperparameter_set_id(params: Mapping[str, Any]) -> str:
-    """The id of a hyperparameter set: sha256 hex of the canonical JSON of the pipeline it
-    builds (:func:`retune.space.pipeline_parameters`: every name the pipeline reads, at its
-    recorded value or default, each number as the pipeline casts it), or of the set as
-    recorded when the pipeline would not build it so (a model trained elsewhere, ``{}``).
-    One pipeline had one id per spelling: per search space that tuned it, by hand, and
-    ``C: 1`` apart from ``C: 1.0``. Revision 0027 re-keys the sets stored before."""
+def set_identity(params: Mapping[str, Any]) -> dict[str, Any]:
+    """What a hyperparameter set is, which its id hashes and the store keeps as the set's
+    parameters: the pipeline ``params`` build (:func:`retune.space.pipeline_parameters`:
+    every name the pipeline reads, at its recorded value or default, each number as the
+    pipeline casts it), or ``params`` as recorded when they do not say they are the
+    pipeline's or it would not build them so (no ``estimator`` named, a model trained
+    elsewhere, ``{}``). One pipeline had one id per spelling: per search space that tuned
+    it, by hand, and ``C: 1`` apart from ``C: 1.0``. Revision 0027 re-keys the sets stored
+    before; each version keeps its own record."""
     from retune.space import pipeline_parameters  # the store opens without retune's cost
 
     built = pipeline_parameters(params)
-    identity = dict(params) if built is None else built
-    return hashlib.sha256(canonical_json(identity).encode("utf-8")).hexdigest()
+    return dict(params) if built is None else built
+
+
+def hyperparameter_set_id(params: Mapping[str, Any]) -> str:
+    """The id of the hyperparameter set ``params`` record: sha256 hex of the canonical
+    JSON of :func:`set_identity`."""
+    return hashlib.sha256(canonical_json(set_identity(params)).encode("utf-8")).hexdigest()
 
 
 def json_roundtrip(obj: Any) -> Any:

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, func, select, update
 
 from .._errors import ConflictError, InvalidValueError, NotFoundError
 from ._audit import append_audit_in
-from ._canonical import hyperparameter_set_id, json_roundtrip
+from ._canonical import hyperparameter_set_id, json_roundtrip, set_identity
 from ._engine import dialect_insert
 from ._evaluations import check_lease
 from ._job_cancel import lock_for_registration
@@ -139,7 +139,7 @@ def add_version(
     now = utcnow()
     conn.execute(
         dialect_insert(conn, hyperparameter_sets)
-        .values(id=hp_id, params=params, created_at=now)
+        .values(id=hp_id, params=json_roundtrip(set_identity(params)), created_at=now)
         .on_conflict_do_nothing(index_elements=[hyperparameter_sets.c.id])
     )
     if stage == "champion":
@@ -166,6 +166,7 @@ def add_version(
             version=version,
             artefact_sha256=artefact_sha256,
             hyperparameter_set_id=hp_id,
+            hyperparameters=params,  # the version's own record; its set's, the pipeline's
             dataset_version=dataset_version,
             parent_version=parent_version,
             study=study,

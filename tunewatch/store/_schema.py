@@ -84,7 +84,7 @@ hyperparameter_sets = Table(
     "hyperparameter_sets",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("params", JSON, nullable=False),
+    Column("params", JSON, nullable=False),  # what the id hashes: _canonical.set_identity
     Column("created_at", UTCDateTime, nullable=False),
 )
 
@@ -98,6 +98,9 @@ model_versions = Table(
     Column(
         "hyperparameter_set_id", String(64), ForeignKey("hyperparameter_sets.id"), nullable=False
     ),
+    # the hyperparameters as registered (0027; the set holds the pipeline they build): set
+    # on every version, NULL nowhere once 0027 filled it in from the versions' sets
+    Column("hyperparameters", JSON, nullable=True),
     Column("dataset_version", String(200), nullable=True),
     Column("parent_version", Integer, nullable=True),
     Column("study", String(200), nullable=True),

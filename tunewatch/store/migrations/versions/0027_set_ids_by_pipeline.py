@@ -1,17 +1,16 @@
-"""A hyperparameter set's id is the hash of the pipeline it builds: the sets stored before
-are re-keyed, and those of one pipeline merged.
+"""A hyperparameter set is the pipeline it builds; each version keeps its own record.
 
-The id was the hash of the set as recorded, so one pipeline had one id per spelling: per
-search space that tuned it (each records the names it declares), another registered by
-hand, and ``C: 1`` apart from ``C: 1.0``. It is now the hash of
-:func:`retune.space.pipeline_parameters` (the set as recorded when the pipeline would not
-build it so: a model trained elsewhere, ``{}``), computed as
-:func:`tunewatch.store.hyperparameter_set_id` computes it now. Each stored set whose id
-changes moves to its new id, its versions with it; sets that become one keep the
-parameters of the first stored (a version shows the parameters of its set). The audit
-log's entries keep the ids they were written with (it is hash-chained), and Prometheus'
-``hyperparameter_set`` label takes the new id at the next scrape. A downgrade keeps the
-new ids: the older release registers new sets under the hash of their spelling.
+A set's id was the hash of the parameters as recorded, and a version read its
+parameters from its set, so one pipeline had one id per spelling: per search space that
+tuned it (each records the names it declares), another registered by hand, and ``C: 1``
+apart from ``C: 1.0``. A set is now :func:`tunewatch.store._canonical.set_identity` of
+a record (the pipeline it builds, or the record itself when it names no estimator or
+the pipeline would not build it so) and its id the hash of that. Each version first
+gains its own record (``model_versions.hyperparameters``, copied from its set), then
+each stored set whose id changes moves to its new id with its versions, the sets of one
+pipeline merged. The audit log's entries keep the ids they were written with (it is
+hash-chained), and Prometheus' ``hyperparameter_set`` label takes the new id at the next
+scrape. A downgrade puts every version back on the set of its own record's spelling.
 
 Revision ID: 0027
 Revises: 0026
@@ -20,12 +19,13 @@ Create Date: 2026-12-07
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
-from tunewatch.store._canonical import hyperparameter_set_id
+from tunewatch.store._canonical import canonical_json, set_identity
 
 revision: str = "0027"
 down_revision: str | None = "0026"
@@ -38,11 +38,28 @@ _sets = sa.table(
     sa.column("params", sa.JSON),
     sa.column("created_at", sa.DateTime(timezone=True)),
 )
-_versions = sa.table("model_versions", sa.column("hyperparameter_set_id", sa.String))
+_versions = sa.table(
+    "model_versions",
+    sa.column("id", sa.Integer),
+    sa.column("hyperparameter_set_id", sa.String),
+    sa.column("hyperparameters", sa.JSON),
+    sa.column("created_at", sa.DateTime(timezone=True)),
+)
+
+
+def _hash(params: object) -> str:
+    return hashlib.sha256(canonical_json(params).encode("utf-8")).hexdigest()
 
 
 def upgrade() -> None:
+    op.add_column("model_versions", sa.Column("hyperparameters", sa.JSON, nullable=True))
     conn = op.get_bind()
+    own_set = (
+        sa.select(_sets.c.params)
+        .where(_sets.c.id == _versions.c.hyperparameter_set_id)
+        .scalar_subquery()
+    )
+    conn.execute(_versions.update().values(hyperparameters=own_set))
     rows = conn.execute(
         sa.select(_sets.c.id, _sets.c.params, _sets.c.created_at).order_by(
             _sets.c.created_at, _sets.c.id
@@ -50,21 +67,55 @@ def upgrade() -> None:
     ).all()
     stored = {row.id for row in rows}
     for row in rows:
-        new = hyperparameter_set_id(row.params)
-        if new == row.id:
+        identity = set_identity(row.params)
+        new = _hash(identity)
+        if new == row.id:  # its record is its identity
             continue
-        if new not in stored:  # the first stored of its pipeline keeps its parameters
-            conn.execute(
-                _sets.insert().values(id=new, params=row.params, created_at=row.created_at)
-            )
+        if new not in stored:
+            conn.execute(_sets.insert().values(id=new, params=identity, created_at=row.created_at))
             stored.add(new)
-        conn.execute(
-            _versions.update()
-            .where(_versions.c.hyperparameter_set_id == row.id)
-            .values(hyperparameter_set_id=new)
-        )
+        _move(conn, row.id, new)
         conn.execute(_sets.delete().where(_sets.c.id == row.id))
 
 
 def downgrade() -> None:
-    """The re-keyed ids stay: the spellings merged cannot be told apart again."""
+    """Every version back on the set of its own record's spelling (the id the older
+    release hashes), the sets no version is on deleted, then the records' column."""
+    conn = op.get_bind()
+    stored = set(conn.execute(sa.select(_sets.c.id)).scalars())
+    versions = conn.execute(
+        sa.select(
+            _versions.c.id,
+            _versions.c.hyperparameter_set_id,
+            _versions.c.hyperparameters,
+            _versions.c.created_at,
+        )
+    ).all()
+    for version in versions:
+        if version.hyperparameters is None:
+            continue  # registered by the older release after a downgrade: on its set
+        spelt = _hash(version.hyperparameters)
+        if spelt not in stored:
+            conn.execute(
+                _sets.insert().values(
+                    id=spelt, params=version.hyperparameters, created_at=version.created_at
+                )
+            )
+            stored.add(spelt)
+        if spelt != version.hyperparameter_set_id:
+            conn.execute(
+                _versions.update()
+                .where(_versions.c.id == version.id)
+                .values(hyperparameter_set_id=spelt)
+            )
+    used = sa.select(_versions.c.hyperparameter_set_id)
+    conn.execute(_sets.delete().where(_sets.c.id.not_in(used)))
+    op.execute("ALTER TABLE model_versions DROP COLUMN hyperparameters")
+
+
+def _move(conn: sa.Connection, old: str, new: str) -> None:
+    conn.execute(
+        _versions.update()
+        .where(_versions.c.hyperparameter_set_id == old)
+        .values(hyperparameter_set_id=new)
+    )
