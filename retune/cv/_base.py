@@ -16,6 +16,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from retune._errors import CVError
+
 Split = tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]
 
 
@@ -87,9 +89,9 @@ def dataset_version(
 
 def check_common(n_splits: int, max_fold_spread: float | None) -> None:
     if not is_count(n_splits, at_least=2):
-        raise ValueError(f"`n_splits` must be an int >= 2, got {n_splits!r}")
+        raise CVError(f"`n_splits` must be an int >= 2, got {n_splits!r}")
     if max_fold_spread is not None and not max_fold_spread > 0:
-        raise ValueError(f"`max_fold_spread` must be > 0 or None, got {max_fold_spread}")
+        raise CVError(f"`max_fold_spread` must be > 0 or None, got {max_fold_spread}")
 
 
 def is_count(value: object, *, at_least: int) -> bool:

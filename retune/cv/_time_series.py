@@ -28,9 +28,9 @@ class TimeSeriesCV:
     def __post_init__(self) -> None:
         check_common(self.n_splits, self.max_fold_spread)
         if not is_count(self.gap, at_least=0):
-            raise ValueError(f"`gap` must be an int >= 0, got {self.gap!r}")
+            raise CVError(f"`gap` must be an int >= 0, got {self.gap!r}")
         if self.test_size is not None and not is_count(self.test_size, at_least=1):
-            raise ValueError(f"`test_size` must be an int >= 1 or None, got {self.test_size!r}")
+            raise CVError(f"`test_size` must be an int >= 1 or None, got {self.test_size!r}")
 
     def split(
         self,

@@ -466,7 +466,7 @@ def test_a_time_series_test_size_must_be_a_whole_number_of_rows(test_size: Any) 
     """`test_size=-5` was accepted and gave every fold an empty test part (every trial of
     a study then failed); 0 was accepted too."""
     rule = f"`test_size` must be an int >= 1 or None, got {test_size}"
-    with pytest.raises(ValueError, match=rule):
+    with pytest.raises(CVError, match=rule):  # retune's own, a ValueError too
         TimeSeriesCV(n_splits=3, test_size=test_size)
     assert TimeSeriesCV(n_splits=3, test_size=1).test_size == 1
 
@@ -474,8 +474,8 @@ def test_a_time_series_test_size_must_be_a_whole_number_of_rows(test_size: Any) 
 @pytest.mark.parametrize("scheme", [StratifiedKFoldCV, GroupKFoldCV, KFoldCV, TimeSeriesCV])
 @pytest.mark.parametrize("n_splits", [2.5, 1, True], ids=["fractional", "one", "bool"])
 def test_n_splits_must_be_an_int_of_at_least_two(scheme: Any, n_splits: Any) -> None:
-    with pytest.raises(ValueError, match=f"`n_splits` must be an int >= 2, got {n_splits}"):
-        scheme(n_splits=n_splits)
+    with pytest.raises(CVError, match=f"`n_splits` must be an int >= 2, got {n_splits}"):
+        scheme(n_splits=n_splits)  # retune's own error (a ValueError too), not a bare one
     assert scheme(n_splits=np.int64(2)).n_splits == 2
 
 
