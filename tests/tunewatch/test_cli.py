@@ -592,7 +592,11 @@ def test_register_refuses_hyperparameters_nested_too_deeply_without_a_traceback(
     [
         ("{bad", "--hyperparameters must be a JSON object, got text that is not JSON: "),
         ("[1]", "--hyperparameters must be a JSON object, got an array: [1]"),
+        # as the API refuses them (400 duplicate_key, invalid_json): json kept the last C
+        ('{"C": 1.0, "C": 100.0}', "--hyperparameters holds the key 'C' twice"),
+        ('{"C": NaN}', "--hyperparameters must be JSON, and NaN is not (finite numbers only)"),
     ],
+    ids=["not-json", "array", "duplicate-key", "nan"],
 )
 def test_register_names_hyperparameters_that_are_not_a_json_object_before_opening_the_store(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, message: str

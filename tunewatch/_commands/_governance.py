@@ -32,7 +32,7 @@ def _hyperparameters(text: str | None) -> dict[str, object]:
     if not text:
         return {}
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
     except RecursionError as exc:
         raise TunewatchError(
             "--hyperparameters is JSON nested too deeply", code="invalid_argument"
@@ -50,6 +50,26 @@ def _hyperparameters(text: str | None) -> dict[str, object]:
             code="invalid_argument",
         )
     return value
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """An object of ``--hyperparameters``, refused when it holds a key twice, as the API
+    refuses it (400 ``duplicate_key``): ``json`` kept the last value without a word."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise TunewatchError(
+            f"--hyperparameters holds the key {twice[:80]!r} twice", code="invalid_argument"
+        )
+    return obj
+
+
+def _no_constant(name: str) -> object:
+    raise TunewatchError(
+        f"--hyperparameters must be JSON, and {name} is not (finite numbers only)",
+        code="invalid_argument",
+    )
 
 
 _KINDS = (
