@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Join, Row, Select, and_, func, or_, select, t
 from .._errors import InvalidValueError, NotFoundError
 from ._registry_text import _FEATURE_NAME_RULE, _possible_name
 from ._safe_ranges import decode as decode_safe_ranges
-from ._schema import model_versions, models, promotion_safe_ranges
+from ._schema import hyperparameter_sets, model_versions, models, promotion_safe_ranges
 from ._types import STAGES, ModelRow, Stage, Task, VersionRow, check_choice
 
 #: The stages a line-up serves: the champion answers, the shadows score alongside it.
@@ -315,7 +315,12 @@ def _champion(conn: Connection, model: str) -> int | None:
 
 
 def _version_select() -> Select[Any]:
-    return select(model_versions)
+    """Versions' rows, each with its set's parameters: the record of a version a replica
+    of a release before revision 0027 registered during a rolling upgrade (it writes no
+    record of the version's own, and puts it on the set of its spelling)."""
+    return select(model_versions, hyperparameter_sets.c.params.label("set_params")).join(
+        hyperparameter_sets, hyperparameter_sets.c.id == model_versions.c.hyperparameter_set_id
+    )
 
 
 #: The promotion safe ranges stored for a model (``_safe_ranges``), read with its row.
@@ -350,7 +355,9 @@ def _version(row: Row[Any]) -> VersionRow:
         version=row.version,
         artefact_sha256=row.artefact_sha256,
         hyperparameter_set_id=row.hyperparameter_set_id,
-        hyperparameters=dict(row.hyperparameters),
+        hyperparameters=dict(
+            row.set_params if row.hyperparameters is None else row.hyperparameters
+        ),
         dataset_version=row.dataset_version,
         parent_version=row.parent_version,
         study=row.study,

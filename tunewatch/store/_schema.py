@@ -98,8 +98,9 @@ model_versions = Table(
     Column(
         "hyperparameter_set_id", String(64), ForeignKey("hyperparameter_sets.id"), nullable=False
     ),
-    # the hyperparameters as registered (0027; the set holds the pipeline they build): set
-    # on every version, NULL nowhere once 0027 filled it in from the versions' sets
+    # the hyperparameters as registered (0027; the set holds the pipeline they build); NULL
+    # only for a version a replica of an older release registered during a rolling
+    # upgrade, whose set (of its spelling) holds its record
     Column("hyperparameters", JSON, nullable=True),
     Column("dataset_version", String(200), nullable=True),
     Column("parent_version", Integer, nullable=True),

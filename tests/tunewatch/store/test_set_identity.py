@@ -85,3 +85,27 @@ def test_versions_keep_their_records_and_an_upgrade_re_keys_older_sets(store_url
         assert [r.hyperparameters for r in again] == list(RECORDS)
     finally:
         store.close()
+
+
+def test_a_version_an_older_replica_registered_reads_its_set_s_parameters(
+    store_url: str,
+) -> None:
+    """During a rolling upgrade a replica of the release before 0027 registers versions
+    with no record of their own, on the set of their spelling: reading one raised
+    ``TypeError`` (``dict(None)``), a 500 on every answer naming the version."""
+    store = Store.open(store_url)
+    try:
+        store.ensure_model(name="m", task="regression", feature_names=["a"])
+        store.add_version(
+            model="m",
+            artefact_sha256="1" * 64,
+            hyperparameters={"alpha": 5000.0},
+            size_bytes=1,
+            actor="older-replica",
+        )
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE model_versions SET hyperparameters = NULL"))
+        assert store.get_version("m", 1).hyperparameters == {"alpha": 5000.0}
+        assert [v.hyperparameters for v in store.list_versions("m")] == [{"alpha": 5000.0}]
+    finally:
+        store.close()
