@@ -42,11 +42,12 @@ from tunewatch._commands import (
     cmd_tokens,
     cmd_worker,
 )
+from tunewatch._commands._context import actor_argument
 from tunewatch._commands._tags import add_tag_parser
 from tunewatch._entry import interrupted
 from tunewatch._errors import TunewatchError
 from tunewatch._thread_deaths import log_thread_deaths
-from tunewatch.store import MAX_ACTOR_LENGTH, MAX_ID, MAX_REASON_LENGTH, valid_actor
+from tunewatch.store import MAX_ID, MAX_REASON_LENGTH
 
 #: The domain packages' exception roots (STYLE #8; objectives keep their own beside
 #: monitor's): their messages name the field, the rule and the value, so a command prints
@@ -126,17 +127,6 @@ def _anchor(text: str) -> tuple[int, str]:
     return int(entry_id), digest
 
 
-def _actor(text: str) -> str:
-    """An argparse type: an actor the audit log can hold, else a usage error (checked
-    before the command writes anything)."""
-    if not valid_actor(text):
-        raise argparse.ArgumentTypeError(
-            f"`--actor` must be 1 to {MAX_ACTOR_LENGTH} printable characters, got "
-            f"{len(text)} characters: {text!r:.60}"
-        )
-    return text
-
-
 def _text(name: str) -> Callable[[str], str]:
     """An argparse type: text UTF-8 can encode, else a usage error naming ``name`` (checked
     before the command reads or writes anything). An argument byte the locale cannot
@@ -202,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--actor",
-        type=_actor,
+        type=actor_argument,
         help="who is acting, for the audit log (default: $USER, or `cli` where it is unset)",
     )
     parser.add_argument("-v", "--verbose", action="store_true")

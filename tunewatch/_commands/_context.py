@@ -39,9 +39,29 @@ def config_of(args: argparse.Namespace) -> Config:
     return load_config(path)
 
 
-def actor_of(args: argparse.Namespace) -> str:
-    """``--actor`` (checked by the parser), else ``$USER`` if the audit log can hold it."""
+def actor_argument(text: str) -> str:
+    """An argparse type (``--actor``): a person's name the audit log can hold as the actor
+    (:func:`~tunewatch.store._tokens.person_name_problem`), else a usage error (checked
+    before the command writes anything)."""
     from tunewatch.store import MAX_ACTOR_LENGTH, valid_actor
+    from tunewatch.store._tokens import person_name_problem
+
+    if not valid_actor(text):
+        raise argparse.ArgumentTypeError(
+            f"`--actor` must be 1 to {MAX_ACTOR_LENGTH} printable characters, got "
+            f"{len(text)} characters: {text!r:.60}"
+        )
+    problem = person_name_problem(text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(f"`--actor` {problem}, got {text!r:.60}")
+    return text
+
+
+def actor_of(args: argparse.Namespace) -> str:
+    """``--actor`` (checked by the parser), else ``$USER`` if it can name the actor as
+    ``--actor`` can."""
+    from tunewatch.store import MAX_ACTOR_LENGTH, valid_actor
+    from tunewatch.store._tokens import person_name_problem
 
     if args.actor:
         return str(args.actor)
@@ -50,6 +70,12 @@ def actor_of(args: argparse.Namespace) -> str:
         raise TunewatchError(
             f"$USER must be 1 to {MAX_ACTOR_LENGTH} printable characters to name the actor, "
             f"got {len(user)} characters: {user!r:.60}; pass --actor",
+            code="invalid_argument",
+        )
+    problem = person_name_problem(user)
+    if problem is not None:  # the image's user is `tunewatch`, the daemon's own actor
+        raise TunewatchError(
+            f"$USER names the actor, and {problem}, got {user!r:.60}; pass --actor",
             code="invalid_argument",
         )
     return user

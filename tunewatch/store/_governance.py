@@ -39,6 +39,7 @@ the other parts live in one module per concern, re-exported here:
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -102,13 +103,22 @@ BOOTSTRAP_NAME = re.compile(re.escape(BOOTSTRAP_TOKEN_NAME) + r"(-[0-9]+)?")
 ROTATED_NAME = re.compile(r"(?P<first>.+)#(?P<n>[2-9]|[1-9][0-9]+)")
 
 
+def fold_token_name(name: str) -> str:
+    """``name`` as the rules on token names read it: NFKC-normalised and case-folded
+    (``Ｊosé``, ``JOSE`` + a combining acute → ``josé``), normalised again, since case
+    folding may decompose a letter (``ǰ``) that NFKC composes."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+
+
 def person(actor: str) -> str:
     """Who ``actor`` is to the same-person rule: one person under each name a rotation of
     their token gives them (``root#2`` is ``root``), the bootstrap admin under each of its
-    token's names; any other name is its own person."""
+    token's names, and one person under names that read the same once case and Unicode
+    forms are folded (:func:`fold_token_name`, as two tokens cannot hold such names: the
+    CLI's ``--actor Test-Operator`` approved ``test-operator``'s own request)."""
     rotated = ROTATED_NAME.fullmatch(actor)
     first = actor if rotated is None else rotated["first"]
-    return BOOTSTRAP_TOKEN_NAME if BOOTSTRAP_NAME.fullmatch(first) else first
+    return BOOTSTRAP_TOKEN_NAME if BOOTSTRAP_NAME.fullmatch(first) else fold_token_name(first)
 
 
 def request_approval(
@@ -269,7 +279,7 @@ def decide_approval(
         asked = ", ".join(repr(name) for name in (current.requested_by, *current.co_requesters))
         raise ConflictError(
             f"approval {approval_id} was requested by {asked}; {approver!r} is one of them"
-            + _same_person_as(approver)
+            + _same_person_as(approver, (current.requested_by, *current.co_requesters))
             + ": another person must decide it",
             code="same_person",
         )
@@ -324,13 +334,16 @@ def decide_approval(
     return get_approval(conn, approval_id), promoted
 
 
-def _same_person_as(approver: str) -> str:
-    """Why ``approver`` is one of the requesters under another name, or nothing."""
+def _same_person_as(approver: str, requesters: Sequence[str]) -> str:
+    """Why ``approver`` is one of ``requesters`` under another name, or nothing."""
     who = person(approver)
     if who == BOOTSTRAP_TOKEN_NAME:
         return " (the bootstrap admin under any of its token's names)"
-    if who != approver:
-        return f" (the same person as {who!r}: their token's name after a rotation)"
+    rotated = ROTATED_NAME.fullmatch(approver)
+    if rotated is not None:
+        return f" (the same person as {rotated['first']!r}: their token's name after a rotation)"
+    if approver not in requesters:
+        return " (names that read the same once case and Unicode forms are folded are one person)"
     return ""
 
 

@@ -30,7 +30,7 @@ from sqlalchemy import Connection, Row, func, select, update
 from .._errors import ConflictError, InvalidValueError, NotFoundError
 from ._audit import JOB_ACTORS, append_audit_in
 from ._engine import dialect_insert
-from ._governance import BOOTSTRAP_NAME, BOOTSTRAP_TOKEN_NAME, ROTATED_NAME
+from ._governance import BOOTSTRAP_NAME, BOOTSTRAP_TOKEN_NAME, ROTATED_NAME, fold_token_name
 from ._schema import api_tokens
 from ._types import TokenRow, utcnow, valid_actor
 
@@ -72,11 +72,28 @@ def reads_as_daemon_actor(name: str) -> bool:
     return folded in DAEMON_ACTORS or folded.startswith(JOB_ACTOR_PREFIX)
 
 
-def fold_token_name(name: str) -> str:
-    """``name`` as the rules on token names read it: NFKC-normalised and case-folded
-    (``Ｊosé``, ``JOSE`` + a combining acute → ``josé``), normalised again, since case
-    folding may decompose a letter (``ǰ``) that NFKC composes."""
-    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+def person_name_problem(name: str) -> str | None:
+    """Why ``name``, given as a person's (the CLI's ``--actor``, or ``$USER`` without
+    it), cannot name the actor of what they do, or ``None``: the rules a token's name
+    follows but its length and rotations (the API's actors are tokens' names). It must
+    have no space first or last, and not read as one of the daemon's own actors
+    (:func:`reads_as_daemon_actor`) nor as the bootstrap admin (its token's names or
+    names reading as them): ``job:1`` made a hand-registered version's report say tuning
+    job 1 registered it, and ``tunewatch`` read as the daemon's own rollback."""
+    if name.strip() != name:
+        return "must have no space first or last"
+    if reads_as_daemon_actor(name):
+        return (
+            f"must not read as one of the daemon's own actors in the audit log "
+            f"({', '.join(map(repr, DAEMON_ACTORS))} or '{JOB_ACTOR_PREFIX}<id>', case and "
+            f"width ignored)"
+        )
+    if BOOTSTRAP_NAME.fullmatch(name) or reads_as_bootstrap(name):
+        return (
+            f"must not read as a name of the bootstrap admin ({BOOTSTRAP_TOKEN_NAME!r} or "
+            f"'{BOOTSTRAP_TOKEN_NAME}-<n>'), the token stored from TUNEWATCH_ADMIN_TOKEN"
+        )
+    return None
 
 
 def token_name_key(name: str) -> str:

@@ -278,6 +278,26 @@ def test_the_bootstrap_admin_under_a_rotated_name_is_the_same_person(
     assert decided.status == "rejected"
 
 
+@pytest.mark.parametrize(
+    ("requester", "approver"),
+    [("test-operator", "Test-Operator"), ("josé", "jose\u0301"), ("ops", "ｏｐｓ")],
+    ids=["case", "decomposed", "fullwidth"],
+)
+def test_names_reading_the_same_are_one_person(
+    versions: Store, requester: str, approver: str
+) -> None:
+    """A token's name is refused when it reads as another's once case and Unicode forms
+    are folded, but the CLI's ``--actor Test-Operator`` approved ``test-operator``'s own
+    request: the check compared the names as spelt."""
+    request = versions.request_approval(
+        "m", 2, requested_by=requester, reason="x", rules=["regulated model"]
+    )
+    with pytest.raises(ConflictError) as info:
+        versions.decide_approval(request.id, approver=approver, approve=True, reason="me")
+    assert info.value.code == "same_person"
+    assert "read the same once case and Unicode forms are folded" in info.value.message
+
+
 def _reopen(store: Store, approval_id: int) -> None:
     """Leave approval ``approval_id`` pending, as versions before closing one on a stage
     change did."""
