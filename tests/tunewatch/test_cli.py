@@ -595,8 +595,11 @@ def test_register_refuses_hyperparameters_nested_too_deeply_without_a_traceback(
         # as the API refuses them (400 duplicate_key, invalid_json): json kept the last C
         ('{"C": 1.0, "C": 100.0}', "--hyperparameters holds the key 'C' twice"),
         ('{"C": NaN}', "--hyperparameters must be JSON, and NaN is not (finite numbers only)"),
+        # a traceback (ValueError past 4,300 digits), and the API's 400 beyond a float
+        ('{"C": ' + "1" * 4301 + "}", "--hyperparameters holds a number of too many digits"),
+        ('{"C": 1' + "0" * 400 + "}", "--hyperparameters holds an integer of 401 digits"),
     ],
-    ids=["not-json", "array", "duplicate-key", "nan"],
+    ids=["not-json", "array", "duplicate-key", "nan", "too-many-digits", "beyond-a-float"],
 )
 def test_register_names_hyperparameters_that_are_not_a_json_object_before_opening_the_store(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, message: str
@@ -612,6 +615,25 @@ def test_register_names_hyperparameters_that_are_not_a_json_object_before_openin
     assert code == 2
     assert capsys.readouterr().err.startswith(f"tunewatch: error: {message}")
     assert not (tmp_path / "data").exists()
+
+
+def test_register_reads_a_wide_integer_as_the_api_does(
+    config: Path, tmp_path: Path, trained: list[ExampleModel]
+) -> None:
+    """An integer beyond 64 bits reads as the nearest float, as the API reads it (as in
+    JavaScript): the CLI kept it exact, and the same JSON text was another set."""
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(trained[0].onnx)
+    names = ",".join(trained[0].metadata.feature_names)
+    code = run(
+        config, "register", "credit", str(onnx), "--task", "binary", "--features", names,
+        "--hyperparameters", '{"seed": 18446744073709551616, "small": 18446744073709551615}',
+    )  # fmt: skip
+    assert code == 0
+    with Store.open(f"sqlite:///{tmp_path / 'data' / 'tunewatch.db'}") as store:
+        recorded = store.get_version("credit", 1).hyperparameters
+    assert recorded == {"seed": 1.8446744073709552e19, "small": 18446744073709551615}
+    assert type(recorded["seed"]) is float and type(recorded["small"]) is int
 
 
 def test_promote_approve_and_rollback_write_the_versions_reports_as_the_api_does(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from tunewatch._auth import check_role, hash_token, new_token
 from tunewatch._errors import TunewatchError
+from tunewatch._json_numbers import json_integer
 from tunewatch._reference import Reference
 from tunewatch._registry import feature_names_from
 from tunewatch._report import refresh_reports
@@ -32,14 +33,21 @@ def _hyperparameters(text: str | None) -> dict[str, object]:
     if not text:
         return {}
     try:
-        value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+        value = json.loads(
+            text, object_pairs_hook=_unique_keys, parse_constant=_no_constant, parse_int=_integer
+        )
     except RecursionError as exc:
         raise TunewatchError(
             "--hyperparameters is JSON nested too deeply", code="invalid_argument"
         ) from exc
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # before JSONDecodeError's own: an integer Python cannot read
+        if isinstance(exc, json.JSONDecodeError):
+            raise TunewatchError(
+                f"--hyperparameters must be a JSON object, got text that is not JSON: {exc}",
+                code="invalid_argument",
+            ) from exc
         raise TunewatchError(
-            f"--hyperparameters must be a JSON object, got text that is not JSON: {exc}",
+            "--hyperparameters holds a number of too many digits (Python reads 4,300)",
             code="invalid_argument",
         ) from exc
     if not isinstance(value, dict):
@@ -63,6 +71,19 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
             f"--hyperparameters holds the key {twice[:80]!r} twice", code="invalid_argument"
         )
     return obj
+
+
+def _integer(text: str) -> int | float:
+    """An integer of ``--hyperparameters`` as the API reads one (:func:`json_integer`:
+    the nearest float beyond 64 bits), refused beyond a float as the API refuses it."""
+    try:
+        return json_integer(text)
+    except OverflowError:
+        raise TunewatchError(
+            f"--hyperparameters holds an integer of {len(text.lstrip('-'))} digits, beyond "
+            "float64's range (about 1.8e308)",
+            code="invalid_argument",
+        ) from None
 
 
 def _no_constant(name: str) -> object:

@@ -13,6 +13,7 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tunewatch._json_numbers import json_integer
 from tunewatch.api._errors import ApiError, error_response
 
 
@@ -261,20 +262,12 @@ def _constant(name: str) -> Any:
     raise ApiError(400, "invalid_json", f"{name} is not valid JSON; send finite numbers only")
 
 
-_INT_LOW, _INT_HIGH = -(2**63), 2**64 - 1  # orjson's integers: int64 and uint64
-
-
 def _integer(text: str) -> int | float:
-    """An integer as orjson reads it: a Python int within int64 and uint64, the nearest
-    float beyond them (as in JavaScript). One beyond float64 (orjson refuses it) is
-    refused: kept as a Python int, a version's free-form ``details`` took it, and every
-    reader that checks a number with ``math.isfinite`` overflowed. Past 4,300 digits
-    ``int`` raises ``ValueError``."""
-    value = int(text)
-    if _INT_LOW <= value <= _INT_HIGH:
-        return value
+    """An integer as orjson reads it (:func:`~tunewatch._json_numbers.json_integer`); one
+    beyond float64 (orjson refuses it) is refused. Past 4,300 digits ``int`` raises
+    ``ValueError``, which :func:`parse_json` words."""
     try:
-        return float(value)
+        return json_integer(text)
     except OverflowError:
         raise ApiError(
             400,
