@@ -122,6 +122,7 @@ model_versions = Table(
         sqlite_where=text("stage = 'champion'"),
         postgresql_where=text("stage = 'champion'"),
     ),
+    Index("ix_model_versions_hyperparameter_set_id", "hyperparameter_set_id"),  # a set's (0027)
 )
 
 #: People's key/value tags on a version (``ticket=RISK-123``), one row per key, within the

@@ -32,6 +32,7 @@ down_revision: str | None = "0026"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+_INDEX = "ix_model_versions_hyperparameter_set_id"
 _sets = sa.table(
     "hyperparameter_sets",
     sa.column("id", sa.String),
@@ -52,6 +53,10 @@ def _hash(params: object) -> str:
 
 
 def upgrade() -> None:
+    # each set's versions are moved (and the foreign key checked as its old row goes)
+    # through this index: without it each move scanned every version, and 16,000 versions
+    # on their own sets took 70 s on SQLite and 125 s on PostgreSQL (6 s with it)
+    op.create_index(_INDEX, "model_versions", ["hyperparameter_set_id"], if_not_exists=True)
     op.add_column("model_versions", sa.Column("hyperparameters", sa.JSON, nullable=True))
     conn = op.get_bind()
     own_set = (
@@ -66,16 +71,21 @@ def upgrade() -> None:
         )
     ).all()
     stored = {row.id for row in rows}
+    added: list[dict[str, object]] = []
+    moves: list[dict[str, str]] = []
     for row in rows:
         identity = set_identity(row.params)
         new = _hash(identity)
         if new == row.id:  # its record is its identity
             continue
         if new not in stored:
-            conn.execute(_sets.insert().values(id=new, params=identity, created_at=row.created_at))
+            added.append({"id": new, "params": identity, "created_at": row.created_at})
             stored.add(new)
-        _move(conn, row.id, new)
-        conn.execute(_sets.delete().where(_sets.c.id == row.id))
+        moves.append({"old": row.id, "new": new})
+    if added:
+        conn.execute(_sets.insert(), added)
+    _move(conn, moves)
+    _delete_sets(conn, [move["old"] for move in moves])
 
 
 def downgrade() -> None:
@@ -91,31 +101,45 @@ def downgrade() -> None:
             _versions.c.created_at,
         )
     ).all()
+    added: list[dict[str, object]] = []
+    moved: list[dict[str, object]] = []
     for version in versions:
         if version.hyperparameters is None:
             continue  # registered by the older release after a downgrade: on its set
         spelt = _hash(version.hyperparameters)
         if spelt not in stored:
-            conn.execute(
-                _sets.insert().values(
-                    id=spelt, params=version.hyperparameters, created_at=version.created_at
-                )
+            added.append(
+                {"id": spelt, "params": version.hyperparameters, "created_at": version.created_at}
             )
             stored.add(spelt)
         if spelt != version.hyperparameter_set_id:
-            conn.execute(
-                _versions.update()
-                .where(_versions.c.id == version.id)
-                .values(hyperparameter_set_id=spelt)
-            )
-    used = sa.select(_versions.c.hyperparameter_set_id)
-    conn.execute(_sets.delete().where(_sets.c.id.not_in(used)))
+            moved.append({"version_id": version.id, "new": spelt})
+    if added:
+        conn.execute(_sets.insert(), added)
+    if moved:
+        conn.execute(
+            _versions.update()
+            .where(_versions.c.id == sa.bindparam("version_id"))
+            .values(hyperparameter_set_id=sa.bindparam("new")),
+            moved,
+        )
+    used = set(conn.execute(sa.select(_versions.c.hyperparameter_set_id)).scalars())
+    _delete_sets(conn, sorted(stored - used))
     op.execute("ALTER TABLE model_versions DROP COLUMN hyperparameters")
+    op.drop_index(_INDEX, table_name="model_versions")
 
 
-def _move(conn: sa.Connection, old: str, new: str) -> None:
-    conn.execute(
-        _versions.update()
-        .where(_versions.c.hyperparameter_set_id == old)
-        .values(hyperparameter_set_id=new)
-    )
+def _move(conn: sa.Connection, moves: list[dict[str, str]]) -> None:
+    """Each set's versions from its ``old`` id to its ``new`` one, in one executemany."""
+    if moves:
+        conn.execute(
+            _versions.update()
+            .where(_versions.c.hyperparameter_set_id == sa.bindparam("old"))
+            .values(hyperparameter_set_id=sa.bindparam("new")),
+            moves,
+        )
+
+
+def _delete_sets(conn: sa.Connection, ids: list[str]) -> None:
+    for start in range(0, len(ids), 1_000):
+        conn.execute(_sets.delete().where(_sets.c.id.in_(ids[start : start + 1_000])))
