@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from tunewatch._auth import check_role, hash_token, new_token
 from tunewatch._errors import TunewatchError
-from tunewatch._json_numbers import json_integer
+from tunewatch._json_text import json_integer, repeated_key
 from tunewatch._reference import Reference
 from tunewatch._registry import feature_names_from
 from tunewatch._report import refresh_reports
@@ -63,14 +63,12 @@ def _hyperparameters(text: str | None) -> dict[str, object]:
 def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
     """An object of ``--hyperparameters``, refused when it holds a key twice, as the API
     refuses it (400 ``duplicate_key``): ``json`` kept the last value without a word."""
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+    twice = repeated_key(pairs)
+    if twice is not None:
         raise TunewatchError(
             f"--hyperparameters holds the key {twice[:80]!r} twice", code="invalid_argument"
         )
-    return obj
+    return dict(pairs)
 
 
 def _integer(text: str) -> int | float:

@@ -69,20 +69,18 @@ def cmd_tag(args: argparse.Namespace) -> int:
     config = config_of(args)
     store = open_store(config, create=False)
     changed_any = False
+    where = f"{shown(args.model)} v{args.version}"
     try:
-        where = f"{shown(args.model)} v{args.version}"
-        try:
-            for key, value in args.tags:
-                changed = store.set_version_tag(args.model, args.version, key, value, actor=actor)
-                changed_any |= changed
-                print(f"{where}: {'set' if changed else 'unchanged'} {key}={shown(value)}")
-            for key in args.delete:
-                was = store.delete_version_tag(args.model, args.version, key, actor=actor)
-                changed_any = True
-                print(f"{where}: deleted {key} (was {shown(was)})")
-        finally:
-            if changed_any:  # the changes made stand, a refused one's included
-                refresh_reports(store, config, args.model, (args.version,))
+        for key, value in args.tags:
+            changed = store.set_version_tag(args.model, args.version, key, value, actor=actor)
+            changed_any |= changed
+            print(f"{where}: {'set' if changed else 'unchanged'} {key}={shown(value)}")
+        for key in args.delete:
+            was = store.delete_version_tag(args.model, args.version, key, actor=actor)
+            changed_any = True
+            print(f"{where}: deleted {key} (was {shown(was)})")
     finally:
+        if changed_any:  # the changes made stand, those before a refused one too
+            refresh_reports(store, config, args.model, (args.version,))
         store.close()
     return 0

@@ -13,7 +13,7 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tunewatch._json_numbers import json_integer
+from tunewatch._json_text import json_integer, repeated_key
 from tunewatch.api._errors import ApiError, error_response
 
 
@@ -250,12 +250,10 @@ def _decompress(body: bytes, wbits: int, limit: int, budget: int) -> bytes | Non
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        dupe = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+    dupe = repeated_key(pairs)
+    if dupe is not None:
         raise ApiError(400, "duplicate_key", f"duplicate JSON key {dupe!r}")
-    return obj
+    return dict(pairs)
 
 
 def _constant(name: str) -> Any:
@@ -263,7 +261,7 @@ def _constant(name: str) -> Any:
 
 
 def _integer(text: str) -> int | float:
-    """An integer as orjson reads it (:func:`~tunewatch._json_numbers.json_integer`); one
+    """An integer as orjson reads it (:func:`~tunewatch._json_text.json_integer`); one
     beyond float64 (orjson refuses it) is refused. Past 4,300 digits ``int`` raises
     ``ValueError``, which :func:`parse_json` words."""
     try:
