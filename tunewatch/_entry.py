@@ -8,10 +8,19 @@ Ctrl-C in those seconds printed a traceback through the importing modules and di
 signal, or, landing in a C extension's initialisation, printed ``ImportError:
 initialization failed`` and exited 1. This module imports only the standard library, and
 the command line inside its guard (the package's own front is lazy, :mod:`tunewatch`).
+
+It is also where the process ends: the command's heap is frozen
+(:func:`gc.freeze`) for the interpreter's shutdown, which then collected every object
+scikit-learn, Optuna, onnxruntime and pandas had made, 0.6 s of CPU after the command was
+done (0.07 s frozen). A tuning worker at ``tuning.worker_nice`` 19 on a busy host spent
+minutes so after it had stopped. Nothing is lost: ``atexit`` handlers, the joins of
+threads still running and the modules' teardown run as before, only the cyclic garbage
+left at exit is not looked for.
 """
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 from collections.abc import Callable
@@ -25,19 +34,23 @@ INTERRUPTED_STATUS = 130
 
 
 def main() -> int:
-    """Import and run the command line (``sys.argv``); its exit status."""
+    """Import and run the command line (``sys.argv``); its exit status. The process's
+    entry: it ends once this returns (or raises), its heap frozen for the exit."""
     try:
-        run_command_line = _import_command_line()
-    except KeyboardInterrupt:
-        return interrupted()
-    try:
-        return run_command_line()
-    except KeyboardInterrupt:
-        return interrupted()
-    except ImportError as exc:  # a command's own late import
-        if not caused_by_interrupt(exc):
-            raise  # a missing dependency: its traceback says which
-        return interrupted()
+        try:
+            run_command_line = _import_command_line()
+        except KeyboardInterrupt:
+            return interrupted()
+        try:
+            return run_command_line()
+        except KeyboardInterrupt:
+            return interrupted()
+        except ImportError as exc:  # a command's own late import
+            if not caused_by_interrupt(exc):
+                raise  # a missing dependency: its traceback says which
+            return interrupted()
+    finally:
+        gc.freeze()
 
 
 def _import_command_line() -> Callable[[], int]:

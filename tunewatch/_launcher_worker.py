@@ -71,7 +71,8 @@ def worker_environment() -> dict[str, str]:
 
 def worker_command(config_path: Path) -> list[str]:
     """A worker's command line for the daemon configuration at ``config_path``, its job
-    id to be appended.
+    id to be appended: the ``tunewatch`` command as its console script runs it
+    (:mod:`tunewatch._entry`, which freezes the worker's heap for its exit).
 
     ``-P``: ``python -m`` would put the daemon's working directory first on ``sys.path``,
     and a ``tunewatch/`` package or a ``numpy.py`` there (the Docker image's WORKDIR holds
@@ -81,7 +82,7 @@ def worker_command(config_path: Path) -> list[str]:
         sys.executable,
         "-P",
         "-m",
-        "tunewatch._cli",
+        "tunewatch",
         "--config",
         str(config_path),
         "worker",

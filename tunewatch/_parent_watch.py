@@ -10,9 +10,9 @@ such variable and is left alone.
 
 Linux's ``prctl(PR_SET_PDEATHSIG, SIGTERM)`` has the kernel send the worker SIGTERM when
 its parent dies. Strictly, when the parent *thread* that started it ends: the launcher
-starts workers from its tick, which runs on the scheduler's task thread (one thread,
-living until the scheduler shuts down, as the daemon stops, when it stops its workers
-anyway), or from the daemon's main thread (the demo)."""
+starts workers from its tick, which runs on a thread of the scheduler's task pool (whose
+threads live until the scheduler shuts down, as the daemon stops, when it stops its
+workers anyway), or from the daemon's main thread (the demo)."""
 
 from __future__ import annotations
 
