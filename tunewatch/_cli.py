@@ -270,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--champion",
         type=_int_in("champion", 1, MAX_ID),
         help="the champion version to roll back; refused, nothing changed, when another "
-        "serves (a rollback already restored its predecessor)",
+        "serves (a rollback already restored its predecessor); required to roll back a "
+        "champion a rollback restored",
     )
     p.set_defaults(func=cmd_rollback)
 

@@ -466,6 +466,10 @@ def rollback(
     writes — another rollback (the rollback watch's, a retry) restored it meanwhile — is
     refused (``ConflictError``, ``champion_changed``, naming it) and nothing changes.
     Rolling back the newcomer instead made a good version ``rolled_back``, which is final.
+    Without ``expected_champion``, a champion a rollback restored is refused so too
+    (:func:`_refuse_restored`), when there is a version to restore (else the store's
+    ``no_previous_champion``): a rollback sent again after its answer was lost, or late
+    after the watch's, reads it whenever it arrives. Naming it rolls it back.
 
     With ``audit_refusal`` (a person's rollback: the CLI's, the API's; not the rollback
     watch's), a refusal is audited as ``denied_rollback`` (:func:`audit_denied`) against
@@ -503,6 +507,8 @@ def _rollback(
     if found is not None and expected_champion in (None, found):  # else refused
         restored = _rollback_target(store, model, found)
         if restored is not None and restored.stage != "rolled_back":  # else refused
+            if expected_champion is None:  # one with nothing to restore is refused as ever
+                _refuse_restored(store, model, found)
             check_servable(artefacts, restored)
     if expected_champion is not None:
         expected = expected_champion
@@ -529,6 +535,37 @@ def _rollback(
         reason,
     )
     return restored, rolled
+
+
+#: The events of a change of champion: a promotion's, a rollback's.
+_CHAMPION_CHANGES = ("promoted", "rolled_back")
+
+
+def _refuse_restored(store: Store, model: str, champion: int) -> None:
+    """Refuse (``ConflictError``, ``champion_changed``) to roll back ``champion``, read by
+    a rollback naming none, when a rollback restored it (the model's latest change of
+    champion is the ``rolled_back`` event that restored it), naming who, when and why:
+    that rollback may be this one's own first attempt, its answer lost, or the rollback
+    watch's, done before this one arrived. Rolled back again, the good version was lost
+    for good (``rolled_back`` is final) and the one before it served. A champion changed
+    after this read is refused by the store (the expected champion is the one read)."""
+    latest = store.list_events(model=model, types=_CHAMPION_CHANGES, limit=1)
+    if not latest or latest[0].type != "rolled_back":
+        return
+    restoring = latest[0].payload
+    if restoring.get("version") != champion:
+        return
+    entries = store.audit_log(1, target=f"{model}/v{champion}", action="rollback")
+    by = repr(entries[0].actor) if entries else "an actor the audit log does not name"
+    raise ConflictError(
+        f"model {model!r} version {champion} is champion because a rollback restored it: "
+        f"v{restoring.get('rolled_back')} rolled back by {by} at "
+        f"{latest[0].created_at.isoformat()} ({restoring.get('reason')!r}); nothing was "
+        "rolled back (a rollback naming no champion does not roll back one a rollback "
+        f"restored: name it to roll it back too, `champion: {champion}`, or the CLI's "
+        f"--champion {champion})",
+        code="champion_changed",
+    )
 
 
 def _rollback_target(store: Store, model: str, champion: int) -> VersionRow | None:

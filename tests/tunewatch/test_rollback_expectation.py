@@ -135,3 +135,26 @@ def test_the_cli_rollback_naming_a_stale_champion_changes_nothing(
     assert _stages(d) == {1: "retired", 2: "champion", 3: "rolled_back"}
     assert main([*cli, "--champion", "2"]) == 0
     assert "version 1 is champion again; version 2 rolled back" in capsys.readouterr().out
+
+
+def test_the_cli_rollback_naming_no_champion_keeps_the_one_a_rollback_restored(
+    daemon: Running, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run again (its answer lost, or after the rollback watch's), a rollback without
+    ``--champion`` rolled back the v2 the first restored, for good; it names the option
+    that rolls it back deliberately."""
+    d = daemon.daemon
+    config = tmp_path / "cli.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(d.config.data_dir)}))
+    cli = ["--config", str(config), "--actor", "carol", "rollback", MODEL, "--reason", "bad"]
+    assert main(cli) == 0
+    assert "version 2 is champion again; version 3 rolled back" in capsys.readouterr().out
+    assert main(cli) == 2
+    err = capsys.readouterr().err
+    assert "version 2" in err and "'carol'" in err and "--champion 2" in err, err
+    assert _stages(d) == {1: "retired", 2: "champion", 3: "rolled_back"}
+    assert [e.details["code"] for e in d.store.audit_log(1, action="denied_rollback")] == [
+        "champion_changed"
+    ]
+    assert main([*cli, "--champion", "2"]) == 0
+    assert "version 1 is champion again; version 2 rolled back" in capsys.readouterr().out

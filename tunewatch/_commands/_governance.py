@@ -278,7 +278,8 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     try:
         # refused, nothing changed, when the restored version's artefact cannot be read
         # back intact or loaded (`artefact_unavailable`), or when another champion than
-        # --champion (or than the one read) serves (`champion_changed`)
+        # --champion (or than the one read) serves (`champion_changed`), or when, without
+        # --champion, a rollback restored the one read (`champion_changed`: a rerun)
         restored, rolled = rollback(
             store,
             ArtefactStore(config.artefact_dir, store=store),

@@ -69,5 +69,6 @@ class Rollback(StageChange):
         "`champion_changed` and nothing changes (a version the model does not have: 404 "
         "`version_not_found`). Without it, the champion read when the "
         "request arrives, and 409 `champion_changed` when another replaced it before the "
-        "write.",
+        "write, or when a rollback restored it (a retry whose answer was lost, one sent "
+        "after the rollback watch's).",
     )
