@@ -73,12 +73,22 @@ class Heartbeat:
 
 
 class ProgressReporter:
-    """Copies the study's progress into the job row every second (API, metrics, CLI):
-    its trials, best value and seconds spent (``wall_s``, ``cpu_s``, as its runs last
-    recorded them), and the time budget the job runs under (``wall_time_s``,
-    ``cpu_time_s``: ``None`` for none), as the worker holding it recorded it in its spec;
-    a report that fails is skipped, never raised into the job, and logged: an outage of
-    the store or of the study's storage once while it lasts."""
+    """Reads the study's progress every second and copies it into the job row (API,
+    metrics, CLI) when it differs from the progress it last wrote: its trials, best value
+    and seconds spent (``wall_s``, ``cpu_s``, as its runs last recorded them), and the
+    time budget the job runs under (``wall_time_s``, ``cpu_time_s``: ``None`` for none),
+    as the worker holding it recorded it in its spec. The callback (the CLI's progress
+    bar) is called at every report that read it, written or unchanged.
+
+    All of it changes once a trial, as a run records itself: writing it every second
+    took the store's write lock every second (on SQLite the database's one), from a
+    worker at ``tuning.worker_nice`` that a busy host deschedules inside the write, and
+    every other writer (the scoring log's, so inference answers) waited seconds for it.
+    The job's liveness does not hang on these writes: :class:`Heartbeat` writes it.
+
+    A report that fails is skipped, never raised into the job, and logged: an outage of
+    the store or of the study's storage once while it lasts; the progress it did not
+    write is written at the next report."""
 
     def __init__(
         self, store: Store, job_id: int, storage: str, study: str, max_trials: int, callback: Any
@@ -86,6 +96,7 @@ class ProgressReporter:
         self._args = (store, job_id, storage, study, max_trials)
         self._callback = callback
         self._budget: dict[str, Any] | None = None  # the job's time budget, once read
+        self._written: dict[str, Any] | None = None  # the progress last written
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="job-progress")
         self._outage = OutageLog(
@@ -127,7 +138,9 @@ class ProgressReporter:
                 "cpu_s": p.cpu_s,
                 **self._time_budget(),
             }
-            store.update_job_progress(job_id, progress)
+            if progress != self._written:
+                store.update_job_progress(job_id, progress)
+                self._written = progress
             self._outage.succeeded()
             if self._callback is not None:
                 self._callback(progress)

@@ -102,9 +102,15 @@ class JobsFront(StoreFront):
         self, job_id: int, progress: Mapping[str, Any], *, spec: Mapping[str, Any] | None = None
     ) -> None:
         """Merge ``progress`` (and ``spec``) into a running job's (see
-        :func:`_jobs.update_progress`)."""
-        with self._tx("update_job_progress") as conn:
-            _jobs.update_progress(conn, job_id, progress, spec=spec)
+        :func:`_jobs.update_progress`): the row read in a read transaction, written in a
+        write transaction of one ``UPDATE``."""
+        _jobs.update_progress(
+            lambda: self._read("update_job_progress"),
+            lambda: self._tx("update_job_progress"),
+            job_id,
+            progress,
+            spec=spec,
+        )
 
     def record_job_window_start(self, job_id: int, start: datetime) -> None:
         """Record when running job ``job_id``'s training window begins, unless recorded

@@ -18,11 +18,12 @@ and re-exports the rest.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, Text, cast, select, update
 
 from .._errors import ConflictError
 from ._clock import db_now
@@ -111,8 +112,17 @@ def _queued_progress(row: Row[Any]) -> dict[str, Any]:
     return _clean({**row.progress, "phase": "queued"}, "progress")
 
 
+#: Progress writes another writer moved the row under, between their read and their
+#: write: read again, and after these many, merge under the row's lock.
+_PROGRESS_ATTEMPTS = 3
+
+#: A transaction of the store's: a read (``Store._read``) or a write (``Store._tx``).
+Transaction = Callable[[], AbstractContextManager[Connection]]
+
+
 def update_progress(
-    conn: Connection,
+    read: Transaction,
+    write: Transaction,
     job_id: int,
     progress: Mapping[str, Any],
     *,
@@ -122,22 +132,50 @@ def update_progress(
     its value (each write replaced the whole object, and the ``rows`` and
     ``dataset_version`` written as tuning began were gone at the next report). A finished
     (or queued) job's is left as it is: a worker that joined the study reported on after
-    another had finished the job, and its progress contradicted the job's result. Read and
-    written in the caller's transaction, the row locked (``FOR UPDATE`` on PostgreSQL;
-    SQLite's ``BEGIN IMMEDIATE`` serialises writers), so concurrent writers never lose
-    each other's keys."""
-    row = _locked(conn, job_id, ("running",))
-    if row is None:
-        return
-    values: dict[str, Any] = {
-        "progress": _clean({**row.progress, **progress}, "progress"),
-        "heartbeat_at": db_now(conn),
-    }
+    another had finished the job, and its progress contradicted the job's result. The
+    write refreshes the job's ``heartbeat_at`` too.
+
+    The row is read, and the JSON cleaned and merged, in a read transaction; the write
+    transaction holds one ``UPDATE``, which writes only while the row's ``progress`` (and
+    ``spec``) are still the text read, so concurrent writers never lose each other's
+    keys. One another writer moved is read again, and after :data:`_PROGRESS_ATTEMPTS`
+    tries merged under the row's lock. Tuning workers write it, at a low priority: read,
+    merged and written in one transaction, a worker descheduled inside it held the write
+    lock (on SQLite the database's one, that every writer, the scoring log's too, waits
+    for) for seconds."""
+    given = {"progress": _clean(progress, "progress")}
     if spec is not None:
-        values["spec"] = _clean({**row.spec, **spec}, "spec")
-    conn.execute(
-        update(jobs).where(jobs.c.id == job_id, jobs.c.status == "running").values(**values)
-    )
+        given["spec"] = _clean(spec, "spec")
+    for _ in range(_PROGRESS_ATTEMPTS):
+        with read() as conn:
+            read_back = select(
+                *(jobs.c[name] for name in given),
+                *(cast(jobs.c[name], Text).label(f"{name}_text") for name in given),
+            ).where(jobs.c.id == job_id, jobs.c.status == "running")
+            row = conn.execute(read_back).first()
+        if row is None:
+            return
+        stored = row._mapping
+        values = {name: {**stored[name], **value} for name, value in given.items()}
+        unmoved = [cast(jobs.c[name], Text) == stored[f"{name}_text"] for name in given]
+        with write() as conn:
+            stmt = (
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.status == "running", *unmoved)
+                .values(**values, heartbeat_at=db_now(conn))
+            )
+            if conn.execute(stmt).rowcount:
+                return
+    with write() as conn:
+        locked = _locked(conn, job_id, ("running",))
+        if locked is None:
+            return
+        values = {name: {**locked._mapping[name], **value} for name, value in given.items()}
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status == "running")
+            .values(**values, heartbeat_at=db_now(conn))
+        )
 
 
 def record_window_start(conn: Connection, job_id: int, start: datetime) -> None:
@@ -145,8 +183,8 @@ def record_window_start(conn: Connection, job_id: int, start: datetime) -> None:
     window begins, the time of its earliest request, unless a worker recorded it before:
     the first worker to read the window fixes it (every later one reads the same rows),
     and the retention purge keeps the rows from then on while the job is queued or
-    running (:func:`earliest_window_start`). The row is locked, as :func:`update_progress`
-    locks it."""
+    running (:func:`earliest_window_start`). The row is locked from its read to its
+    write."""
     row = _locked(conn, job_id, ("running",))
     if row is None or WINDOW_START in row.spec:
         return
