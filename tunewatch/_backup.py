@@ -32,8 +32,9 @@ milliseconds, and the partial backup is removed.
 ``DIR`` is a data directory: a daemon or command given ``data_dir: DIR`` opens it.
 Everything in it is the owner's only (files 0600, directories 0700, while it is written
 too): the store holds token hashes and scored inputs. Not copied: ``reports/`` (rebuilt
-from the store on request), ``worker-config.yaml`` (written at each daemon start) and the
-demo's marker (``tunewatch demo`` clears a directory holding it).
+from the store on request), the tuning workers' configurations
+(``worker-config.<pid>.<random>.yaml``, each written by its daemon as it starts, holding the
+store URL) and the demo's marker (``tunewatch demo`` clears a directory holding it).
 
 Each backup is audited in both stores, as a restore would otherwise leave no trace: a store
 restored from a backup verified ``audit chain intact`` and ended where the backup was

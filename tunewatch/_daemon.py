@@ -6,7 +6,6 @@ import contextlib
 import logging
 import math
 import os
-import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -35,6 +34,7 @@ from tunewatch._report import refresh_reports
 from tunewatch._runtime import ScoringRuntime
 from tunewatch._scheduler import PerModelJob, Scheduler, Task
 from tunewatch._standing_schedule import OWED_RETRY_S, StandingSchedule, schedule_of
+from tunewatch._worker_config_file import WorkerConfigFile
 from tunewatch.api import AppContext, create_asgi
 from tunewatch.api._alert_shutdown import WebhookStop
 from tunewatch.api._front import InferenceFront
@@ -151,14 +151,15 @@ class Daemon:
             metrics=self.metrics,
             on_lineup_change=self._lineup_changed,
         )
-        self.launcher = JobLauncher(
-            store=self.store,
-            config_path=self._worker_config(),
-            workers=config.tuning.workers,
-            stale_after_s=STALE_HEARTBEATS * config.tuning.heartbeat_s,
-        )
+        # this process's own (see tunewatch._worker_config_file); a file it cannot write
+        # refuses the start of a daemon whose scheduler may launch workers
+        self._worker_config_file = WorkerConfigFile(Path(config.data_dir).resolve())
+        self._launcher: JobLauncher | None = None
+        self._making_launcher = threading.Lock()
+        if config.scheduler.enabled:
+            self._make_launcher()
         # Always on: with no local workers it still queues again jobs whose remote worker died.
-        tasks = [Task("launch_jobs", 2.0, self.launcher.tick)]
+        tasks = [Task("launch_jobs", 2.0, lambda: self.launcher.tick())]
         self.scheduler = Scheduler(
             store=self.store,
             config=config,
@@ -277,28 +278,46 @@ class Daemon:
         tests = self.comparisons.comparisons.list_tests(model)
         return max((t.updated_at for t in tests), default=None)
 
+    @property
+    def launcher(self) -> JobLauncher:
+        """Starts this process's tuning workers, on the configuration file it writes for
+        them (:meth:`_worker_config`). Made at construction where the scheduler is enabled
+        (its leader's ``launch_jobs`` task ticks it); else when first used (the demo ticks
+        it itself, its scheduler off): a scoring replica, which starts no worker, leaves no
+        file holding its store URL on disk."""
+        return self._make_launcher()
+
+    @launcher.setter
+    def launcher(self, launcher: JobLauncher) -> None:  # the caller's: ticked, stopped here
+        self._launcher = launcher
+
+    def _make_launcher(self) -> JobLauncher:
+        with self._making_launcher:
+            if self._launcher is None:
+                self._launcher = JobLauncher(
+                    store=self.store,
+                    config_path=self._worker_config(),
+                    workers=self.config.tuning.workers,
+                    stale_after_s=STALE_HEARTBEATS * self.config.tuning.heartbeat_s,
+                )
+            return self._launcher
+
     def _worker_config(self) -> Path:
-        """The effective configuration, written for the worker processes to read.
-
-        Written whole beside it, then renamed over it: rewritten in place (truncated, then
-        written) at every start, a worker starting meanwhile, or after a daemon killed in
-        between, read an empty file, which is the built-in defaults (a new store under its
-        working directory, and its job not found there).
-
-        A file that cannot be written (``data_dir`` full or read-only) refuses the start
-        with a ``TunewatchError`` naming it and what it is for: the bare ``OSError`` of a
-        full disk named no file."""
-        path = Path(self.config.data_dir).resolve() / "worker-config.yaml"
+        """The effective configuration, written for this process's workers to read
+        (:class:`~tunewatch._worker_config_file.WorkerConfigFile`, removed by
+        :meth:`close`). A file that cannot be written (``data_dir`` full or read-only)
+        raises a ``TunewatchError`` naming it and what it is for: the bare ``OSError`` of
+        a full disk named no file."""
         text = yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
         try:
-            _write_worker_config(path, text)
+            return self._worker_config_file.write(text)
         except OSError as exc:
             raise TunewatchError(
-                f"cannot write {path}, the configuration the tuning worker processes read "
-                f"(the daemon writes it at every start): {os_reason(exc)}",
+                f"cannot write {self._worker_config_file.path}, the configuration the tuning "
+                f"worker processes read (each daemon writes its own as it starts): "
+                f"{os_reason(exc)}",
                 code="worker_config_unwritable",
             ) from exc
-        return path
 
     def _lookup_token(self, digest: str) -> tuple[str, str, str] | None:
         row = self.store.token_by_hash(digest)
@@ -336,6 +355,7 @@ class Daemon:
                 self.runtime.close()
 
     def close(self) -> None:
+        workers_stopped = False
         if self._started:
             if self.config.scheduler.enabled:
                 # Workers get their time to stop while the scheduler's running jobs get
@@ -346,12 +366,17 @@ class Daemon:
                 workers.start()
                 self.scheduler.shutdown()
                 workers.join()
+                workers_stopped = True
             self._stop.set()
             if self._refresher is not None:
                 self._refresher.join(10)
             self._stop_sweep()
             self.runtime.close()
             self._started = False
+        if self._launcher is not None and not workers_stopped:
+            # the workers the demo's ticks started, before their configuration goes
+            self._launcher.stop()
+        self._worker_config_file.remove()
         self.store.close()
 
     def _stop_sweep(self) -> None:
@@ -424,30 +449,3 @@ def _drift_report_keys(store: Store, model: str) -> set[tuple[str, str]]:
             return keys
         # a page holding nothing new is one window's reports alone: go on before it
         until = oldest if fresh else oldest - timedelta(microseconds=1)
-
-
-def _write_worker_config(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole: a temporary file beside it, fsynced, renamed over
-    it, the rename fsynced (see :meth:`Daemon._worker_config`)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # the store and tuning URLs may carry a password: the owner's eyes only (mkstemp
-    # makes it 0600, whatever the umask; the rename gives the target its mode)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    replaced = False
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-        replaced = True
-    finally:
-        if not replaced:  # whatever stopped it, Ctrl-C included: no partial file left
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-    # the rename itself, kept through a crash
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

@@ -17,11 +17,13 @@ launcher, worker, comparison loop); the demo only decides when each runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shlex
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from tunewatch._auth import hash_token, new_token
 from tunewatch._background import BackgroundServer
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
+from tunewatch._data_dir_lock import LOCK_FILE, DataDirLock
 from tunewatch._errors import ConfigError, TunewatchError
 from tunewatch._example import example_data, feature_names
 from tunewatch._objective_display import labelled
@@ -216,39 +219,69 @@ def _run_job(daemon: Daemon, job_id: int) -> dict[str, Any]:
 DEMO_MARKER = ".tunewatch-demo"
 
 
-def fresh_demo_dir(data_dir: Path) -> None:
-    """Make ``data_dir`` empty but for the demo's marker; refuse a directory with other
-    contents that the demo did not make (it may be a real store)."""
+@contextlib.contextmanager
+def held_fresh_demo_dir(data_dir: Path) -> Iterator[None]:
+    """Make ``data_dir`` empty but for the demo's marker (and its lock file), then hold it
+    (the shared lock, see :mod:`tunewatch._data_dir_lock`) until the block ends: the
+    demo's run, so that a second demo is refused it as a daemon's directory is. Refuses a
+    directory with other contents that the demo did not make (it may be a real store),
+    and one another tunewatch process uses: a demo's directory served by a daemon, as the
+    README suggests after a demo, had its store deleted under the daemon, which went on
+    answering 200 while committing every request to the deleted file."""
     if data_dir.exists():
         ours = (data_dir / DEMO_MARKER).exists() or data_dir.name == DEMO_MARKER  # the default
-        if not ours and any(data_dir.iterdir()):
+        if not ours and any(entry.name != LOCK_FILE for entry in data_dir.iterdir()):
             raise ConfigError(
                 f"--data-dir {str(data_dir)!r} is not empty and was not made by the demo, "
                 "which deletes its directory at every start: choose another or delete it yourself",
                 code="demo_dir_in_use",
             )
-        shutil.rmtree(data_dir)
-    data_dir.mkdir(mode=0o700, parents=True)
-    (data_dir / DEMO_MARKER).write_text("made by `tunewatch demo`; cleared at its next start\n")
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with DataDirLock(data_dir) as lock:
+        if not lock.take_alone():
+            raise ConfigError(
+                f"--data-dir {str(data_dir)!r} is in use by another tunewatch process (serve, "
+                "demo), whose store the demo would delete under it: stop it first, or pass "
+                "another --data-dir",
+                code="demo_dir_in_use",
+            )
+        # emptied, not removed: the lock file stays (deleted, two processes lock two files)
+        for entry in data_dir.iterdir():
+            if entry.name == LOCK_FILE:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        data_dir.chmod(0o700)  # as a directory the demo makes: its store is the owner's only
+        (data_dir / DEMO_MARKER).write_text("made by `tunewatch demo`; cleared at its next start\n")
+        lock.share()
+        yield
+
+
+def fresh_demo_dir(data_dir: Path) -> None:
+    """:func:`held_fresh_demo_dir`, released at once."""
+    with held_fresh_demo_dir(data_dir):
+        pass
 
 
 def run_demo(*, data_dir: Path, seed: int = 0) -> int:
     started = time.perf_counter()
-    fresh_demo_dir(data_dir)
-    daemon = Daemon(build_config(demo_config(data_dir), env={}), env={})
-    scorer, labeller = new_token(), new_token()
-    for name, role, token in (
-        ("demo-scorer", "scorer", scorer),
-        ("demo-labeller", "labeller", labeller),
-    ):
-        daemon.store.add_token(name=name, role=role, token_hash=hash_token(token), actor="demo")
-    _step(f"fresh store at {redact_url(daemon.config.store_url)}")
     summary: dict[str, Any] = {}
-    try:
-        summary = _loop(daemon, scorer, labeller, seed=seed)
-    finally:
-        daemon.launcher.stop()
-        daemon.close()
+    with held_fresh_demo_dir(data_dir):
+        daemon = Daemon(build_config(demo_config(data_dir), env={}), env={})
+        scorer, labeller = new_token(), new_token()
+        for name, role, token in (
+            ("demo-scorer", "scorer", scorer),
+            ("demo-labeller", "labeller", labeller),
+        ):
+            daemon.store.add_token(name=name, role=role, token_hash=hash_token(token), actor="demo")
+        _step(f"fresh store at {redact_url(daemon.config.store_url)}")
+        try:
+            summary = _loop(daemon, scorer, labeller, seed=seed)
+        finally:
+            daemon.launcher.stop()
+            daemon.close()
     _print_summary(summary, time.perf_counter() - started)
     ok = (
         bool(summary.get("promoted"))

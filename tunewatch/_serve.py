@@ -17,10 +17,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import CodeType, FrameType
 
 from tunewatch._config import Config
 from tunewatch._daemon import Daemon, request_grace_s
+from tunewatch._data_dir_lock import DataDirLock, shared_data_dir_lock
 from tunewatch._errors import TunewatchError
 from tunewatch._fd_limit import LIMIT_ANSWER_CODE, answering_over_limit, raise_open_file_limit
 from tunewatch.store import redact_url
@@ -98,6 +100,7 @@ def _serve(config: Config, *, host: str | None, port: int | None) -> int | None:
     host = host or config.server.host
     port = config.server.port if port is None else port
     sockets = listen(host, port)
+    data_dir_lock: DataDirLock | None = None
     try:
         # before the store takes its descriptors; after listen, whose refusal is one line
         connection_limit = raise_open_file_limit()
@@ -114,6 +117,10 @@ def _serve(config: Config, *, host: str | None, port: int | None) -> int | None:
         # where the records go, before the store is opened: an environment variable may
         # have overridden the file's (see tunewatch._config.build_config)
         logger.info("store %s, data directory %s", redact_url(config.store_url), config.data_dir)
+        # held until the daemon closed: `tunewatch demo` clears only a directory no process
+        # holds (a demo's, served as the README suggests after a demo, lost its store under
+        # the daemon, which answered 200 on); a demo clearing it now is waited for
+        data_dir_lock = shared_data_dir_lock(Path(config.data_dir))
         daemon = Daemon(config)
         grace_s = request_grace_s(config)
         commit_s = config.store.lock_timeout_s + WRITE_DEADLINE_MARGIN_S
@@ -220,6 +227,8 @@ def _serve(config: Config, *, host: str | None, port: int | None) -> int | None:
     finally:
         for sock in sockets:
             sock.close()
+        if data_dir_lock is not None:
+            data_dir_lock.close()
     if not server.started:
         sys.exit(STARTUP_FAILURE)  # as uvicorn.run: the app's startup failed
     if not server.signals:
@@ -243,7 +252,8 @@ def _shorten_close(daemon: Daemon) -> None:
         FORCED_STOP_S,
         FORCED_STOP_S,
     )
-    daemon.launcher.stop_timeout_s = FORCED_STOP_S
+    if daemon.config.scheduler.enabled:  # else no launcher, and no workers to stop
+        daemon.launcher.stop_timeout_s = FORCED_STOP_S
     daemon.scheduler.stop_grace_s = FORCED_STOP_S
 
 

@@ -27,10 +27,11 @@ from tunewatch.store._comparisons import ComparisonLookRow
 def test_a_daemon_s_worker_runs_its_job_in_the_daemon_s_store_whatever_the_environment_says(
     trained: list[ExampleModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The demo's daemon is built with ``env={}``, but its worker read worker-config.yaml
-    through ``load_config``, which applied $TUNEWATCH_DATA_DIR and $TUNEWATCH_STORE_URL
-    from the inherited environment: it looked for its job in another store, exited 2
-    ("no store at …"), and the demo waited 4 minutes for it."""
+    """The demo's daemon is built with ``env={}``, but its worker read the configuration
+    file the daemon wrote for it through ``load_config``, which applied
+    $TUNEWATCH_DATA_DIR and $TUNEWATCH_STORE_URL from the inherited environment: it looked
+    for its job in another store, exited 2 ("no store at …"), and the demo waited 4
+    minutes for it."""
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.setenv("TUNEWATCH_DATA_DIR", str(elsewhere))

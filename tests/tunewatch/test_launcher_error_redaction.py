@@ -56,7 +56,7 @@ def run_worker(store: Store, sqlite_url: str, tmp_path: Path) -> Iterator[RunWor
     job id)``; the worker is not reaped yet. The launcher's configuration is in
     ``tmp_path``, the data directory, as the daemon writes it in its own; a failed start
     is retried at the next tick."""
-    stand_ins = StandIns(store, tmp_path / "worker-config.yaml")
+    stand_ins = StandIns(store, tmp_path / "worker-config.1234.0badf00d.yaml")
     text = tmp_path / "stderr.txt"
     database = sqlite_url.removeprefix("sqlite:///")
 

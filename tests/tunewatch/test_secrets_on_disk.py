@@ -76,10 +76,12 @@ def test_the_worker_config_is_readable_by_its_owner_only(
     trained: list[ExampleModel], tmp_path: Path
 ) -> None:
     """The effective config, written for tuning workers, holds the store URL (and so its
-    password) and was world-readable under the usual umask."""
+    password) and was world-readable under the usual umask; it goes with its daemon."""
     daemon, _ = make_daemon(tmp_path, trained)
     try:
-        [written] = list(tmp_path.glob("worker-config.yaml"))
+        [written] = list(tmp_path.glob("worker-config.*.yaml"))
+        assert written == daemon.launcher.config_path
         assert stat.S_IMODE(written.stat().st_mode) == 0o600
     finally:
         daemon.close()
+    assert list(tmp_path.glob("worker-config*")) == []

@@ -31,15 +31,16 @@ EXIT_S = 120.0
 LONG = {"max_trials": 100_000, "wall_time_s": 900}
 
 
-def _queued_job(tmp_path: Path, trained: list[ExampleModel]) -> tuple[dict[str, object], int]:
-    """The daemon's configuration (its model on the logistic space, traffic fed) and the
-    id of a manual retune queued in its store, whose study is :data:`LONG`."""
+def _queued_job(tmp_path: Path, trained: list[ExampleModel]) -> tuple[dict[str, object], int, str]:
+    """The daemon's configuration (its model on the logistic space, traffic fed), the id
+    of a manual retune queued in its store, whose study is :data:`LONG`, and the
+    configuration file the daemon wrote for its workers (removed as it closed)."""
     raw = _config(tmp_path, **LONG)
     d = _daemon(raw, trained)
     try:
         outcome = d.dispatcher.handle(MODEL, "manual", {"reason": "test"})
         assert outcome.job_id is not None
-        return raw, outcome.job_id
+        return raw, outcome.job_id, d.launcher.config_path.read_text()
     finally:
         d.close()
 
@@ -70,7 +71,7 @@ def _parent_of(pid: int) -> int:
 def test_a_worker_stops_and_queues_its_job_again_when_its_daemon_is_killed(
     trained: list[ExampleModel], tmp_path: Path, jobs: Store
 ) -> None:
-    raw, job_id = _queued_job(tmp_path, trained)
+    raw, job_id, _ = _queued_job(tmp_path, trained)
     raw["scheduler"] = {"enabled": True}
     # at the default niceness 19 a worker gets about 1.5 % of a core on a busy host (CI's
     # other tests): how long it then takes to stop says how busy the host is, not whether
@@ -104,9 +105,9 @@ def test_a_worker_whose_launcher_is_gone_before_it_starts_stops_at_once(
 ) -> None:
     """The daemon died while its worker started (before the worker could ask to be told):
     the worker stops as it would at SIGTERM, its job queued again."""
-    raw, job_id = _queued_job(tmp_path, trained)
+    _, job_id, written = _queued_job(tmp_path, trained)
     config = tmp_path / "worker.yaml"
-    config.write_text((tmp_path / "data" / "worker-config.yaml").read_text())
+    config.write_text(written)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUNEWATCH_")}
     env[LAUNCHER_PID_ENV] = str(os.getppid())  # a launcher, not this worker's parent
     child = subprocess.Popen(

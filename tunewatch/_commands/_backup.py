@@ -50,8 +50,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
         print(f"  {file.name:<{width}}  {file.size_bytes:>12} bytes  {file.what}")
     print(f"  {ARTEFACTS + '/':<{width}}  {result.artefacts} files, {result.artefact_bytes} bytes")
     print(
-        "not copied: reports/ (rebuilt from the store on request), worker-config.yaml "
-        "(written at each daemon start)"
+        "not copied: reports/ (rebuilt from the store on request), worker-config.*.yaml "
+        "(each written by its daemon as it starts, for its tuning workers)"
     )
     for note in result.not_copied:
         print(f"not copied: {note}")

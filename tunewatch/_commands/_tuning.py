@@ -170,8 +170,8 @@ def _refuse_an_empty_config(args: argparse.Namespace) -> None:
     if not text.strip() or _holds_no_document(text):
         raise ConfigError(
             f"configuration file {named} is empty (or comments only): a worker runs on its "
-            "daemon's configuration (worker-config.yaml in its data_dir), not the built-in "
-            "defaults"
+            "daemon's configuration (the worker-config.<pid>.<random>.yaml it wrote in its "
+            "data_dir), not the built-in defaults"
         )
 
 
