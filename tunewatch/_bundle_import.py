@@ -221,6 +221,9 @@ def apply(
                     reference=read_reference(archive, entry),
                     inspected=step.inspected,
                     lease=fence,
+                    # its own repeats it skips (already_imported); a version the target got
+                    # another way is imported beside it, as ever, not a failed import
+                    refuse_live_duplicate=False,
                 )
             except ConflictError as exc:
                 if fence is None or exc.code != "lease_lapsed":

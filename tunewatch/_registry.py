@@ -128,6 +128,7 @@ class Registry:
         inspected: CandidateInfo | None = None,
         for_job: int | None = None,
         lease: HeldLease | None = None,
+        refuse_live_duplicate: bool = True,
     ) -> VersionRow:
         """Check ``onnx_bytes`` and its metadata (:meth:`check`), store it, and add the
         version row: the model (on its first version), its regulated flag (tightened
@@ -156,6 +157,12 @@ class Registry:
         that would add it, the job's row locked. ``lease``: a lease the caller holds (a
         bundle import's on the model), extended in that transaction, which it refuses
         (``ConflictError`` ``lease_lapsed``) when the caller no longer holds it.
+
+        A version the model holds live already (shadow or champion: the same artefact,
+        hyperparameters, dataset version, parent, study and reference) is refused
+        (``ConflictError`` ``version_exists``): a retried registration added another
+        identical challenger. ``refuse_live_duplicate=False`` (a bundle import, which
+        skips the versions it imported before by their origin) registers it all the same.
 
         ``reference`` is the training window (features, and labels when known): it is
         stored as a versioned snapshot with the version and is what drift is measured
@@ -216,6 +223,7 @@ class Registry:
             once_per_study=once_per_study,
             for_job=for_job,
             lease=lease,
+            refuse_live_duplicate=refuse_live_duplicate,
         )
         logger.info(
             "registered model=%s version=%d stage=%s sha256=%s by %s",

@@ -6,6 +6,7 @@ as ``denied_approve``."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,8 +35,12 @@ def gov(trained: list[ExampleModel], tmp_path: Path, store_url: str) -> Iterator
         store_url=store_url,
         extra={"models": [{"name": "loans", "task": "binary", "regulated": True}]},
     )
-    for model in (*trained, trained[0]):  # a regulated model's champion is promoted
-        daemon.registry.register("loans", model.onnx, model.metadata, actor="test")
+    # a regulated model's champion is promoted; v3 is v1 of another dataset (v1 again is a
+    # retry, refused `version_exists`)
+    again = dataclasses.replace(trained[0].metadata, dataset_version="loans-v3")
+    versions = [(m.onnx, m.metadata) for m in trained] + [(trained[0].onnx, again)]
+    for onnx, metadata in versions:
+        daemon.registry.register("loans", onnx, metadata, actor="test")
     first = daemon.store.request_approval(
         "loans", 1, requested_by="test", reason="the first champion", rules=["regulated model"]
     )

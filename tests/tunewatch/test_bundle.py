@@ -434,10 +434,12 @@ def test_a_parent_is_not_taken_from_another_store_s_model_of_the_same_name(
         _, [foreign], _ = _import(target, _export(other, tmp_path / "other.zip"))
     finally:
         other.close()
+    # the same artefact as the foreign v1, of another dataset: without its parent it would
+    # otherwise be that version again, refused as a retry (`version_exists`)
     own = source.registry.register(
         MODEL,
         trained[1].onnx,
-        dataclasses.replace(trained[1].metadata, parent_version=1),
+        dataclasses.replace(trained[1].metadata, parent_version=1, dataset_version="own"),
         actor="t",
     )
     _, [child], _ = _import(target, _export(source, tmp_path / "child.zip", versions=[own.version]))
@@ -716,7 +718,9 @@ def test_an_imported_job_s_version_keeps_its_source_s_job_details_apart(
     tuned = source.registry.register(
         MODEL,
         trained[0].onnx,
-        dataclasses.replace(trained[0].metadata, details={**per_store, "n_trials": 40}),
+        dataclasses.replace(  # of its own dataset: v1 again is a retry (`version_exists`)
+            trained[0].metadata, dataset_version="tuned", details={**per_store, "n_trials": 40}
+        ),
         actor="job:3",
         reference=reference,
     )
@@ -974,3 +978,21 @@ def test_a_refused_import_does_not_hold_up_the_next(
         _import(target, spoiled)
     _, [imported], _ = _import(target, bundle)
     assert imported.stage == "champion"
+
+
+def test_a_bundle_version_the_target_holds_live_from_elsewhere_is_imported_beside_it(
+    source: Daemon, target: Daemon, trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """A registration identical to a live version is refused as a retry
+    (``version_exists``), but an import skips its own repeats by their origin: a version
+    the target was given another way (registered by hand from the same file, as its v2)
+    is imported beside it, not a failed import stopped part way."""
+    for model, stage in ((trained[1], "champion"), (trained[0], "shadow")):
+        by_hand = target.registry.register(
+            MODEL, model.onnx, model.metadata, actor="ops", stage=stage, reference=model.reference
+        )
+    _, [imported], _ = _import(target, _export(source, tmp_path / "credit.zip", versions=[1]))
+    assert (imported.source_version, imported.already_present) == (1, False)
+    assert imported.version not in (1, by_hand.version)
+    copy = target.store.get_version(MODEL, imported.version)
+    assert (copy.stage, copy.artefact_sha256) == ("shadow", by_hand.artefact_sha256)

@@ -123,9 +123,9 @@ def test_an_approval_that_promotes_nothing_fails_with_the_reason(
     onnx = tmp_path / "m.onnx"
     onnx.write_bytes(trained[0].onnx)
     features = ",".join(trained[0].metadata.feature_names)
-    for _ in range(2):
+    for i in range(2):  # of two datasets: the same one again is a retry (`version_exists`)
         register = ("register", "credit", str(onnx), "--task", "binary", "--features", features)
-        assert run(config, *register) == 0
+        assert run(config, *register, "--dataset-version", f"ds-{i + 1}") == 0
     assert run(config, "promote", "credit", "1", "--reason", "first") == 3  # request 1
     assert run(config, "promote", "credit", "2", "--reason", "also first") == 3  # request 2
     assert run(config, "approve", "1", "--reason", "ok", actor="bob") == 0

@@ -14,15 +14,16 @@ from tunewatch._example import ExampleModel
 
 @pytest.fixture
 def config(tmp_path: Path, trained: list[ExampleModel]) -> Path:
-    """credit (unregulated): v1 and v2, the same logistic model, both shadows."""
+    """credit (unregulated): v1 and v2, the same logistic model of two datasets, both
+    shadows (the same dataset again is a retry, refused `version_exists`)."""
     path = tmp_path / "tunewatch.yaml"
     path.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data")}))
     onnx = tmp_path / "m.onnx"
     onnx.write_bytes(trained[0].onnx)
     features = ",".join(trained[0].metadata.feature_names)
-    for _ in range(2):
+    for i in range(2):
         args = ("register", "credit", str(onnx), "--task", "binary", "--features", features)
-        assert run(path, *args) == 0
+        assert run(path, *args, "--dataset-version", f"ds-{i + 1}") == 0
     return path
 
 

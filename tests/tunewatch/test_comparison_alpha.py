@@ -3,6 +3,8 @@ Bonferroni's ``alpha / k``, and every look reports its p-value adjusted for the 
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy import stats as sps
@@ -51,8 +53,9 @@ def test_delong_looks_of_three_challengers_report_bonferroni_adjusted_p_values(
     answers) against v1: each test is stored at alpha / 3 before it looks, and each look
     reports ``min(1, 3 p)`` for a family of three (one look of 300 requests each)."""
     d = auc_daemon
-    for _ in range(2):  # v3 and v4 join v2 in shadow
-        d.registry.register(MODEL, trained[1].onnx, trained[1].metadata, actor="t")
+    for i in range(2):  # v3 and v4 join v2 in shadow, each of its own dataset (not a retry)
+        again = dataclasses.replace(trained[1].metadata, dataset_version=f"copy-{i}")
+        d.registry.register(MODEL, trained[1].onnx, again, actor="t")
     loop = runner(d, delong_look_every=300, delong_looks=5)
     assert all(r.look is None for r in loop.run(MODEL))  # nothing labelled: no look yet
     tests = loop.comparisons.list_tests(MODEL, kind="delong")

@@ -5,6 +5,7 @@ error rate of the challengers compared now, and with a champion scored elsewhere
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -420,8 +421,9 @@ def test_a_delong_test_decides_at_the_alpha_of_the_challengers_compared_now(
         write(d.store, ids=range(start, start + 500), x=t.x[part], y=t.y[part], answers=answers)
         loop.run(MODEL)
         if start == 0:  # two more challengers join after v2's test started
-            for _ in range(2):
-                d.registry.register(MODEL, trained[0].onnx, trained[0].metadata, actor="t")
+            for i in range(2):  # each of its own dataset: the same again is a retry
+                again = dataclasses.replace(trained[0].metadata, dataset_version=f"copy-{i}")
+                d.registry.register(MODEL, trained[0].onnx, again, actor="t")
     champion = d.store.champion(MODEL)
     assert champion is not None and champion.version == 1
     [test] = [

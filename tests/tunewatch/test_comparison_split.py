@@ -3,6 +3,7 @@ raises srm_detected and blocks promotions while it fails."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -363,8 +364,9 @@ def test_a_promotion_during_a_split_is_no_sample_ratio_mismatch(
     again at the promotion: the new champion's split test is not fed v2's units from
     before it."""
     v3 = trained[0]  # another shadow challenger: a copy of the logistic champion
+    copy = dataclasses.replace(v3.metadata, dataset_version="copy")  # v1 again: a retry
     daemon.registry.register(
-        MODEL, v3.onnx, v3.metadata, actor="t", stage="shadow", reference=v3.reference
+        MODEL, v3.onnx, copy, actor="t", stage="shadow", reference=v3.reference
     )  # type: ignore[arg-type]
     t = traffic(trained, 5000, seed=7)
     an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
@@ -403,8 +405,9 @@ def test_a_promotion_does_not_clear_a_real_sample_ratio_mismatch(
     split's start (every unit a champion answered is the champion arm's); only the split
     test, the new champion's, starts at the promotion."""
     v3 = trained[0]  # another shadow challenger: a copy of the logistic champion
+    copy = dataclasses.replace(v3.metadata, dataset_version="copy")  # v1 again: a retry
     daemon.registry.register(
-        MODEL, v3.onnx, v3.metadata, actor="t", stage="shadow", reference=v3.reference
+        MODEL, v3.onnx, copy, actor="t", stage="shadow", reference=v3.reference
     )  # type: ignore[arg-type]
     # v4 shadows the champions (v2, the split's challenger, never does)
     v4 = trained[1]

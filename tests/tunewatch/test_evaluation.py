@@ -4,6 +4,7 @@ leader election, and a failing evaluation that never stops the scheduler."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -25,6 +26,7 @@ from tunewatch._example import ExampleModel, example_data
 from tunewatch._policies import evaluation_policies
 from tunewatch._reference import Reference
 from tunewatch._scheduler import PerModelJob, Scheduler
+from tunewatch._version_metadata import VersionMetadata
 from tunewatch.store import EvaluationRow, Event, LabelItem, RequestRecord
 from tunewatch.store._schema import evaluations, leases
 
@@ -885,7 +887,11 @@ def test_a_replaced_champion_leaves_no_stale_per_version_series(
     for metric in per_version:
         assert any('version="1"' in s for s in _series(daemon, metric)), metric
     v2 = daemon.registry.register(
-        MODEL, trained[0].onnx, trained[0].metadata, actor="t", reference=trained[0].reference
+        MODEL,
+        trained[0].onnx,
+        _copy_of(trained[0].metadata),
+        actor="t",
+        reference=trained[0].reference,
     )
     daemon.store.promote(MODEL, v2.version, actor="t", reason="replace")
     clock = daemon.evaluator.clock
@@ -916,7 +922,11 @@ def test_a_replaced_champion_s_baseline_is_let_go(
     was cached per champion ever evaluated and never let go."""
     run_stream(daemon, change_at=None, windows=1)
     v2 = daemon.registry.register(
-        MODEL, trained[0].onnx, trained[0].metadata, actor="t", reference=trained[0].reference
+        MODEL,
+        trained[0].onnx,
+        _copy_of(trained[0].metadata),
+        actor="t",
+        reference=trained[0].reference,
     )
     daemon.store.promote(MODEL, v2.version, actor="t", reason="replace")
     daemon.evaluator.evaluate(MODEL)
@@ -1324,9 +1334,19 @@ def test_a_drift_setting_the_reference_cannot_take_loses_drift_not_the_evaluatio
         d.close()
 
 
+def _copy_of(metadata: VersionMetadata) -> VersionMetadata:
+    """``metadata`` of another dataset: a copy of the champion registered again as it is
+    would be a retry, refused ``version_exists``."""
+    return dataclasses.replace(metadata, dataset_version="copy")
+
+
 def _promote_a_copy(d: Daemon, trained: list[ExampleModel]) -> int:
     v2 = d.registry.register(
-        MODEL, trained[0].onnx, trained[0].metadata, actor="t", reference=trained[0].reference
+        MODEL,
+        trained[0].onnx,
+        _copy_of(trained[0].metadata),
+        actor="t",
+        reference=trained[0].reference,
     )
     d.store.promote(MODEL, v2.version, actor="t", reason="replace")
     return v2.version

@@ -216,8 +216,9 @@ def test_the_cli_s_promotion_and_rollback_are_logged(
     def run(*args: str) -> int:
         return main(["--config", str(config), "--actor", "alice", *args])
 
-    for _ in range(2):
-        assert run("register", "credit", str(onnx), "--task", "binary", "--features", features) == 0
+    for i in range(2):  # of two datasets: the same one again is a retry (`version_exists`)
+        args = ("register", "credit", str(onnx), "--task", "binary", "--features", features)
+        assert run(*args, "--dataset-version", f"ds-{i + 1}") == 0
     caplog.set_level(logging.INFO, logger=LOGGER)
     assert run("promote", "credit", "1", "--reason", "first") == 0
     assert run("promote", "credit", "2", "--reason", "second") == 0

@@ -172,7 +172,7 @@ def test_a_version_registered_with_pr_auc_details_reports_them_as_pr_auc(
             "fold_spread": 0.25,
             "nested_estimate": {"mean": -0.6, "std": 0.125, "outer_scores": [-0.5, -0.7]},
         }
-        meta = dataclasses.replace(trained[0].metadata, details=details)
+        meta = dataclasses.replace(trained[0].metadata, details=details, dataset_version="details")
         pr = d.registry.register(MODEL, trained[0].onnx, meta, actor="test").version
         md = build_report(d.store, d.config, MODEL, pr).markdown()
         assert "- **best CV pr_auc**: 0.625\n" in md
@@ -180,14 +180,14 @@ def test_a_version_registered_with_pr_auc_details_reports_them_as_pr_auc(
         assert "- **fold spread**: 0.25\n" in md
         assert "- **nested CV estimate (outer folds)**: 0.6 ± 0.125 over 2\n" in md
         log = {**details, "objective": "log_loss", "best_value": 0.25, "fold_scores": [0.2, 0.3]}
-        meta = dataclasses.replace(trained[0].metadata, details=log)
+        meta = dataclasses.replace(trained[0].metadata, details=log, dataset_version="log")
         lower = d.registry.register(MODEL, trained[0].onnx, meta, actor="test").version
         md = build_report(d.store, d.config, MODEL, lower).markdown()
         assert "- **best CV log_loss**: 0.25\n" in md
         assert "- **fold scores**: 0.2, 0.3\n" in md
         # details naming no objective this release knows: the stored loss, said to be one
         unknown = {"best_value": 0.25, "fold_scores": [0.2, 0.3]}
-        meta = dataclasses.replace(trained[0].metadata, details=unknown)
+        meta = dataclasses.replace(trained[0].metadata, details=unknown, dataset_version="unknown")
         other = d.registry.register(MODEL, trained[0].onnx, meta, actor="test").version
         md = build_report(d.store, d.config, MODEL, other).markdown()
         assert "- **best CV loss (lower is better)**: 0.25\n" in md

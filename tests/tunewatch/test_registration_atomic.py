@@ -210,8 +210,9 @@ def _run_threads(n: int, target: Callable[[int], None]) -> None:
 def test_concurrent_first_registrations_as_champion_give_exactly_one(
     trained: list[ExampleModel], tmp_path: Path, store_url: str
 ) -> None:
-    """Four registrations of a new model as its champion at once: one creates the model
-    and its champion, the others find both (``champion_exists``) and store nothing."""
+    """Four registrations of a new model as its champion at once (each of its own
+    dataset: the same version four times is a retry, ``version_exists``): one creates the
+    model and its champion, the others find both (``champion_exists``) and store nothing."""
     daemon = _daemon(tmp_path, store_url)
     try:
         model = trained[0]
@@ -224,7 +225,7 @@ def test_concurrent_first_registrations_as_champion_give_exactly_one(
                 row: object = daemon.registry.register(
                     "race",
                     model.onnx,
-                    model.metadata,
+                    dataclasses.replace(model.metadata, dataset_version=f"ds-{i}"),
                     actor=f"worker{i}",
                     stage="champion",
                     inspected=inspected,

@@ -49,7 +49,9 @@ def _section(markdown: str, title: str) -> str:
 
 
 def _register(d: Daemon, trained: list[ExampleModel], details: dict[str, Any], actor: str) -> int:
-    meta = dataclasses.replace(trained[0].metadata, details=details)
+    # each of its own dataset: the same version again is a retry, refused `version_exists`
+    n = len(d.store.list_versions(MODEL)) + 1
+    meta = dataclasses.replace(trained[0].metadata, details=details, dataset_version=f"ds-{n}")
     return d.registry.register(MODEL, trained[0].onnx, meta, actor=actor, stage="shadow").version
 
 

@@ -22,7 +22,23 @@ CONFLICTS = {
     "rolled_back_is_final": "a rolled-back version stays so",
     "artefact_unavailable": "its artefact cannot be read back intact or loaded here",
     "signature_mismatch": "it would not read the champion's clients' requests",
+    "task_mismatch": "the model is registered with another task",
+    "regulated_mismatch": "the model is regulated: a registration cannot unregulate it",
+    "champion_exists": "`stage: champion` while one serves: promote instead",
+    "approval_required": "`stage: champion` where its promotion would wait for an approver",
+    "version_exists": "the model holds this version live (shadow or champion) already: the "
+    "same artefact, hyperparameters, dataset version, parent, study and reference (a "
+    "retried registration); retire it, or change what differs, to register it again",
 }
+#: The codes of registering a version (``POST /v1/models/{model}/versions``).
+REGISTERING = (
+    "signature_mismatch",
+    "task_mismatch",
+    "regulated_mismatch",
+    "champion_exists",
+    "approval_required",
+    "version_exists",
+)
 #: The codes of every route that makes a version champion.
 TO_SERVE = ("champion_changed", "artefact_unavailable", "signature_mismatch")
 

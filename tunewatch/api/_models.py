@@ -41,7 +41,7 @@ from tunewatch.store import (
 )
 from tunewatch.store._governance import deadline_of
 
-from ._conflict_docs import DECIDING, PENDING, TO_SERVE, conflicts
+from ._conflict_docs import DECIDING, PENDING, REGISTERING, TO_SERVE, conflicts
 
 router = APIRouter(prefix="/v1", route_class=ApiRoute)
 
@@ -306,15 +306,7 @@ def _tally_json(tally: RunTally | None) -> dict[str, Any] | None:
 @router.post(
     "/models/{model}/versions",
     status_code=201,
-    responses={
-        409: {
-            "description": "`signature_mismatch` (the champion takes another input), "
-            "`task_mismatch` or `regulated_mismatch` (the model is registered otherwise), "
-            "`champion_exists` (`stage: champion` while one serves: promote instead), "
-            "`approval_required` (`stage: champion` where its promotion would wait for an "
-            "approver)"
-        }
-    },
+    responses=conflicts(*REGISTERING),
 )
 def register_version(
     model: str,

@@ -138,13 +138,16 @@ class RegistryFront(StoreFront):
         once_per_study: bool = False,
         for_job: int | None = None,
         lease: HeldLease | None = None,
+        refuse_live_duplicate: bool = True,
     ) -> VersionRow:
         """Register a version in one transaction: the model added unless it exists (as
         :meth:`ensure_model`), ``check_model`` called with it as stored, the model marked
         regulated when ``regulated`` and it is not (as :meth:`regulate_model`, audited
         with ``regulate_reason``), and the version added (as :meth:`add_version`). A
         refusal anywhere (``check_model``'s error, the parent, ``champion_exists``,
-        ``approval_required``, ``study_registered``; ``job_cancelled``: ``for_job``, the
+        ``approval_required``, ``study_registered``, ``version_exists``: the model holds
+        it live already, unless ``refuse_live_duplicate`` is false; ``job_cancelled``:
+        ``for_job``, the
         re-tuning job whose study chose the version, was cancelled; ``lease_lapsed``:
         the caller no longer holds ``lease``, which the transaction otherwise extends)
         rolls all of it back. ``check_model`` is given the model's row read under its lock
@@ -171,6 +174,7 @@ class RegistryFront(StoreFront):
                 once_per_study=once_per_study,
                 for_job=for_job,
                 lease=lease,
+                refuse_live_duplicate=refuse_live_duplicate,
             )
 
     def get_version(self, model: str, version: int) -> VersionRow:

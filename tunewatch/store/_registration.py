@@ -18,11 +18,18 @@ from sqlalchemy import Connection, func, select, update
 
 from .._errors import ConflictError, InvalidValueError, NotFoundError
 from ._audit import append_audit_in
-from ._canonical import hyperparameter_set_id, json_roundtrip, set_identity
+from ._canonical import canonical_json, hyperparameter_set_id, json_roundtrip, set_identity
 from ._engine import dialect_insert
 from ._evaluations import check_lease
 from ._job_cancel import lock_for_registration
-from ._registry_reads import _champion, _lock_model, get_model, get_version
+from ._registry_reads import (
+    _champion,
+    _lock_model,
+    _version,
+    _version_select,
+    get_model,
+    get_version,
+)
 from ._registry_text import MAX_NAME, check_feature_names, check_version_text, valid_model_name
 from ._schema import hyperparameter_sets, model_versions, models
 from ._types import TASKS, HeldLease, ModelRow, VersionRow, check_choice, utcnow
@@ -102,7 +109,12 @@ def add_version(
     load_memory_bytes: int | None,
     stage: str,
     once_per_study: bool = False,
+    refuse_live_duplicate: bool = False,
 ) -> VersionRow:
+    """Add the model's next version under the lock on its row (see
+    :meth:`~._front_registry.RegistryFront.add_version`); with ``refuse_live_duplicate``
+    (a registration's, :func:`register_version`), a live version it is already refuses it
+    (:func:`_refuse_live_duplicate`)."""
     if stage not in ("shadow", "champion", "retired"):
         raise ValueError(
             f"a new version's `stage` must be one of shadow, champion, retired; got {stage!r}"
@@ -127,6 +139,20 @@ def add_version(
                 f"study {study!r} already registered version {registered} of {model!r}",
                 code="study_registered",
             )
+    if refuse_live_duplicate and stage != "retired":
+        # a version registered retired (a bundle's its source retired) is no challenger;
+        # after the study's check: a job's workers sharing its study each finish with the
+        # same winner, and the second must read `study_registered` (registered elsewhere)
+        _refuse_live_duplicate(
+            conn,
+            model,
+            artefact_sha256=artefact_sha256,
+            hyperparameters=hyperparameters,
+            dataset_version=dataset_version,
+            parent_version=parent_version,
+            study=study,
+            reference_sha256=(details or {}).get("reference_sha256"),
+        )
     version = conn.execute(
         select(func.coalesce(func.max(model_versions.c.version), 0) + 1).where(
             model_versions.c.model == model
@@ -214,6 +240,7 @@ def register_version(
     once_per_study: bool = False,
     for_job: int | None = None,
     lease: HeldLease | None = None,
+    refuse_live_duplicate: bool = True,
 ) -> VersionRow:
     """A registration's writes, all in the caller's transaction: the model added unless
     it exists (:func:`ensure_model`), ``check_model`` called with it as stored, read under
@@ -221,9 +248,12 @@ def register_version(
     refuses the registration), the model marked regulated when ``regulated`` and it is
     not, a new one too (:func:`regulate_model`, audited, by ``actor`` for
     ``regulate_reason``; for :data:`STORED_REASON` where only a daemon's stored config
-    regulates it), and the version added (:func:`add_version`). Refused anywhere
-    (the parent, the champion rule, the study, the check), the transaction rolls back: no
-    model, no regulation, no audit entry and no version are stored.
+    regulates it), and the version added (:func:`add_version`), unless the model holds it
+    live already (``version_exists``, :func:`_refuse_live_duplicate`: a retry; not with
+    ``refuse_live_duplicate=False``, a bundle import's, which knows its own). Refused
+    anywhere (the parent, the champion rule, the study, the check, a live duplicate), the
+    transaction rolls back: no model, no regulation, no audit entry and no version are
+    stored.
 
     With ``for_job``, the re-tuning job whose study chose the version: its row is locked
     first, and a cancelled job refuses the registration (``ConflictError``
@@ -267,7 +297,66 @@ def register_version(
         load_memory_bytes=load_memory_bytes,
         stage=stage,
         once_per_study=once_per_study,
+        refuse_live_duplicate=refuse_live_duplicate,
     )
+
+
+#: What a version is, for :func:`_refuse_live_duplicate`, as a message names it.
+IDENTITY = "artefact, hyperparameters, dataset_version, parent_version, study and reference"
+
+
+def _refuse_live_duplicate(
+    conn: Connection,
+    model: str,
+    *,
+    artefact_sha256: str,
+    hyperparameters: Mapping[str, Any],
+    dataset_version: str | None,
+    parent_version: int | None,
+    study: str | None,
+    reference_sha256: Any,
+) -> None:
+    """Refuse (``ConflictError`` ``version_exists``) a registration of a version the
+    model holds live already, in shadow or champion: the same artefact, hyperparameters
+    record (as stored: key order aside, ``C: 1`` is not ``C: 1.0`` nor ``true``), dataset
+    version, parent, study and reference snapshot (its ``reference_sha256``, or none).
+    A registration runs a sandboxed check of its candidate, slow enough for a CI
+    pipeline to time out on and send it again: each retry added one more identical
+    challenger, scored on every request and one more test in the Holm correction. Read
+    under the model's lock, so that registrations sent at once add one version. Other
+    ``details`` (a CI run's id) do not make another version; a retired or rolled-back
+    version does not block (its artefact may be registered again, to serve again)."""
+    rows = conn.execute(
+        _version_select()
+        .where(
+            model_versions.c.model == model,
+            model_versions.c.artefact_sha256 == artefact_sha256,
+            model_versions.c.stage.in_(("shadow", "champion")),
+        )
+        .order_by(model_versions.c.version)
+    ).all()
+    record = canonical_json(json_roundtrip(dict(hyperparameters)))
+    for row in rows:
+        live = _version(row)
+        if (
+            live.dataset_version == dataset_version
+            and live.parent_version == parent_version
+            and live.study == study
+            and live.details.get("reference_sha256") == reference_sha256
+            and canonical_json(live.hyperparameters) == record
+        ):
+            out = (
+                "retire it first"
+                if live.stage == "shadow"
+                else "promote another version and retire it first"
+            )
+            raise ConflictError(
+                f"model {model!r} version {live.version} ({live.stage}) is this version "
+                f"already: the same {IDENTITY} (sha256 {artefact_sha256[:12]}, "
+                f"dataset_version {dataset_version!r}); a retried registration adds no second "
+                f"challenger. To register it again, {out}, or change what differs",
+                code="version_exists",
+            )
 
 
 def _check_parent(conn: Connection, model: str, parent: int, version: int) -> None:

@@ -408,7 +408,8 @@ def test_a_registration_cannot_go_around_promotion_or_change_what_governance_res
 
     # regulation only tightens: a registration may regulate a model stored unregulated
     assert _register(gov, "atm", onnx).status_code == 201
-    tightened = _register(gov, "atm", onnx, regulated=True)
+    # another version (its dataset): the same one again is a retry, refused `version_exists`
+    tightened = _register(gov, "atm", onnx, regulated=True, dataset_version="atm-2")
     assert tightened.status_code == 201 and store.get_model("atm").regulated, tightened.text
 
 
@@ -463,7 +464,8 @@ def test_a_model_regulated_while_its_candidate_is_checked_gets_no_champion(
         return info
 
     monkeypatch.setattr(registry_module, "inspect_candidate", regulated_meanwhile)
-    r = _register(gov, "bank", trained[1].onnx, stage="champion")
+    # another version than v1 (its dataset): v1 again is a retry, refused `version_exists`
+    r = _register(gov, "bank", trained[1].onnx, stage="champion", dataset_version="bank-2")
     assert r.status_code == 409, r.text
     assert r.json()["code"] == "approval_required" and "regulated" in r.json()["error"]
     assert store.champion("bank") is None and len(store.list_versions("bank")) == 1
@@ -483,7 +485,9 @@ def test_an_approval_decided_after_the_champion_changed_closes_without_promoting
     approval = r.json()["approval"]
     assert approval["champion_version"] == 1
     # Meanwhile v3 becomes champion through an approval of its own.
-    gov.daemon.registry.register("loans", trained[0].onnx, trained[0].metadata, actor="test")
+    # another version than v1 (its dataset): v1 again is a retry, refused `version_exists`
+    refresh = dataclasses.replace(trained[0].metadata, dataset_version="loans-refresh")
+    gov.daemon.registry.register("loans", trained[0].onnx, refresh, actor="test")
     other = _post(gov, "/v1/models/loans/versions/3/promote", "admin", reason="refresh")
     ok = _post(
         gov, f"/v1/approvals/{other.json()['approval']['id']}/approve", "approver", reason="y"
