@@ -20,18 +20,9 @@ from typing import Any
 from sqlalchemy import Engine, event
 
 from retune._optuna import open_study
+from tests.tunewatch.test_tuning_progress_budget import STUDY, _study
 from tunewatch._tuning_progress import ProgressReporter
 from tunewatch.store import Store
-
-STUDY = "m-job1"
-
-
-def _study(tmp_path: Path) -> str:
-    storage = f"sqlite:///{tmp_path}/optuna.db"
-    open_study(
-        storage=storage, study_name=STUDY, seed=0, plan=None, pruner="none", heartbeat_interval=None
-    ).close()
-    return storage
 
 
 def _running(store: Store, spec: dict[str, Any] | None = None) -> int:
