@@ -65,8 +65,10 @@ def _daemon(tmp_path: Path, champion: ExampleModel, challenger: ExampleModel) ->
 
 @pytest.fixture
 def identical(tmp_path: Path, trained: list[ExampleModel]) -> Iterator[Daemon]:
-    """The logistic artefact as champion v1 and as shadow v2."""
-    d = _daemon(tmp_path, trained[0], trained[0])
+    """The logistic artefact as champion v1 and as shadow v2 (of another dataset version:
+    registered again as it was, it is that version again, refused as a retry)."""
+    copy = replace(trained[0], metadata=replace(trained[0].metadata, dataset_version="a-copy"))
+    d = _daemon(tmp_path, trained[0], copy)
     yield d
     d.close()
 
