@@ -17,25 +17,19 @@ starts) does not hold its daemon's lock past the daemon. A ``flock`` belongs to 
 file description: each :class:`DataDirLock` opens the file anew, so two of them in one
 process conflict as two processes do.
 
-A platform without ``flock`` (Windows) runs unlocked, as does a file system that refuses
-it, each with a logged warning: there the demo cannot tell a served directory."""
+A file system that refuses ``flock`` (NFS with no lock daemon) runs unlocked, with a
+logged warning: there the demo cannot tell a served directory."""
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 from pathlib import Path
 from types import TracebackType
 
 from tunewatch._errors import os_reason
-
-try:
-    import fcntl
-except ImportError:  # not POSIX (Windows): no flock
-    _FLOCK = False
-else:
-    _FLOCK = True
 
 __all__ = ["LOCK_FILE", "DataDirLock", "shared_data_dir_lock"]
 
@@ -57,9 +51,6 @@ class DataDirLock:
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / LOCK_FILE
         self._fd: int | None = None
-        if not _FLOCK:
-            logger.warning(_UNLOCKED, self.path, "no flock on this platform")
-            return
         try:
             data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             # read-only is all flock needs: a file another user made opens too (0644)
