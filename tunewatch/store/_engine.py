@@ -37,6 +37,7 @@ from .._errors import (
 )
 from ._checkpoint import WAL_LIMIT_PAGES
 from ._file_access import cannot_make_dir, file_access_problem, sqlite_access_problem
+from ._file_identity import FileIdentity
 from ._sample import SQLITE_SAMPLE_KEY, sample_key
 from ._write_deadline import (
     WRITE_DEADLINE_MARGIN_S,
@@ -69,6 +70,10 @@ BOUNDED_WRITE_OPTION = "tunewatch_bounded_write"
 
 #: How long a transaction waits for a lock before it fails with ``StoreUnavailableError``.
 DEFAULT_LOCK_TIMEOUT_S = 30.0
+
+#: Engine execution option holding a SQLite file store's :class:`FileIdentity`: each
+#: transaction checks it before its ``COMMIT``.
+_IDENTITY_OPTION = "tunewatch_file_identity"
 
 #: Engine execution option holding the PostgreSQL client-side deadline in seconds: of the
 #: scoring log's write scopes as a whole, and of every other scope's checkout.
@@ -139,6 +144,8 @@ def make_engine(
     and ``FULL`` (an fsync per commit) is needed only to survive that.
     ``wal_autocheckpoint=False`` leaves checkpoints to the caller
     (:class:`~tunewatch.store._checkpoint.WalCheckpointer`, as :class:`Store` does).
+    A file's device and inode are recorded: a transaction commits only while its path
+    still names that file (see :mod:`._file_identity`), else ``StoreUnavailableError``.
     ``journal_size_limit`` is :data:`~tunewatch.store._checkpoint.WAL_LIMIT_PAGES` pages:
     the first commit after the WAL is rewound cuts the file back to that, which SQLite
     otherwise never does (a WAL a long read grew kept its size until the process ended).
@@ -185,6 +192,7 @@ def make_engine(
     )
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_file(url)
+        identity: FileIdentity | None = None
         if path is not None:  # the file opened is the one a WalCheckpointer is given
             # the data directory, if this makes it, is the owner's only: reports and the
             # tuning storage live beside the database
@@ -194,11 +202,14 @@ def make_engine(
                 raise DatabaseUnavailableError(cannot_make_dir(Path(path).parent, exc)) from exc
             try:
                 _create_private(path)
+                identity = FileIdentity(path)
             except OSError as exc:
                 problem = file_access_problem(Path(path), "create", os_reason(exc))
                 raise DatabaseUnavailableError(problem) from exc
             parsed = parsed.set(database=path)
         engine = _create(parsed, connect_args={"check_same_thread": False}, **pool)
+        if identity is not None:
+            engine.update_execution_options(**{_IDENTITY_OPTION: identity})
         _install_sqlite_hooks(engine, sqlite_synchronous, wal_autocheckpoint, lock_timeout_ms)
         return engine
     connect_args = {k: v for k, v in _PG_CONNECT_DEFAULTS.items() if k not in parsed.query}
@@ -377,16 +388,23 @@ def transaction(engine: Engine, operation: str) -> Iterator[Connection]:
     driver's text, which its message keeps for the CLI: the HTTP API answers callers a
     fixed message instead (the text names the database's host, port and user).
 
+    On a SQLite file store every scope, reads too (the readiness ping), checks before its
+    ``COMMIT`` that the file is still the one opened (:class:`FileIdentity`): removed or
+    replaced, the scope is rolled back and fails with ``DatabaseUnavailableError``.
+
     On PostgreSQL a scope of the scoring log's writes (:data:`BOUNDED_WRITE_OPTION`) has
     a client-side deadline as well, from checkout to commit (see :func:`within_deadline`);
     any other scope has it on its checkout alone (see :func:`checked_out_within`).
     """
     options = engine.get_execution_options()
     deadline_s: float | None = options.get(_DEADLINE_OPTION)  # None on SQLite
+    identity: FileIdentity | None = options.get(_IDENTITY_OPTION)  # a SQLite file's
     try:
         if deadline_s is None:
             with engine.begin() as conn:
                 yield conn
+                if identity is not None:  # raising here rolls back
+                    identity.check(operation)
         elif options.get(BOUNDED_WRITE_OPTION):
             with within_deadline(engine, operation, deadline_s) as conn:
                 yield conn
@@ -468,11 +486,13 @@ def _unavailable(error: BaseException | None) -> bool:
 def sqlite_write(engine: Engine, operation: str) -> Iterator[sqlite3.Cursor]:
     """The scoring log's SQLite write scope: ``BEGIN IMMEDIATE`` … ``COMMIT`` on a pooled
     connection's driver cursor, rolling back on any error and translating sqlite3 errors
-    like :func:`transaction`.
+    like :func:`transaction`, and checking the file's identity before the ``COMMIT`` as
+    it does.
 
     It exists for the group-commit writer alone: SQLAlchemy's transaction and statement
     machinery costs ~100 µs per commit, several times what SQLite itself needs.
     """
+    identity: FileIdentity | None = engine.get_execution_options().get(_IDENTITY_OPTION)
     try:
         pooled = engine.raw_connection()
     except SQLAlchemyError as exc:
@@ -485,6 +505,8 @@ def sqlite_write(engine: Engine, operation: str) -> Iterator[sqlite3.Cursor]:
         try:
             cursor.execute("BEGIN IMMEDIATE")
             yield cursor
+            if identity is not None:
+                identity.check(operation)
             cursor.execute("COMMIT")
         except BaseException:  # cleanup only: rolled back, the error re-raised
             if dbapi.in_transaction:
