@@ -25,11 +25,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: The errors of a directory that cannot take a write now, whatever the bytes: full (its
-#: disk or its quota), read-only (remounted so after an I/O error, too), failing, or not
-#: writable by the daemon's user (an operator's misconfiguration). The store is
-#: unavailable: 503, as when the database is full, and retried once the operator acts.
+#: disk or its quota), past the daemon's file-size limit (``ulimit -f``: EFBIG, which the
+#: SQLite store answers 503 for too), read-only (remounted so after an I/O error, too),
+#: failing, or not writable by the daemon's user (an operator's misconfiguration). The
+#: store is unavailable: 503, as when the database is full, and retried once the operator
+#: acts.
 _UNAVAILABLE_ERRNOS = frozenset(
-    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
 )
 
 #: The errors of a shard directory (``root/<aa>``, or ``root`` itself) that cannot be one

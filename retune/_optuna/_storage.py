@@ -6,6 +6,8 @@ out of reach into its :class:`~retune._errors.StudyStorageUnavailableError`)."""
 from __future__ import annotations
 
 import contextlib
+import errno
+import json
 import logging
 import os
 import re
@@ -189,6 +191,12 @@ _UNAVAILABLE_SQLITE_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR
 _UNUSABLE_SQLITE_CODES = frozenset(
     {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM}
 )
+#: The errnos of a journal file that cannot take a write now, whatever the data: its disk
+#: or its quota full, the file-size limit reached (``ulimit -f``: SQLite says
+#: ``SQLITE_FULL`` for it), an I/O error. As :data:`_UNAVAILABLE_SQLITE_CODES`: space freed,
+#: the disk back, it serves. Its other errors (a missing directory, another user's file)
+#: are the study's.
+_UNAVAILABLE_OS_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
 def _unavailable_cause(exc: BaseException) -> BaseException | None:
@@ -197,13 +205,15 @@ def _unavailable_cause(exc: BaseException) -> BaseException | None:
     found dropped (``connection_invalidated``), a libpq driver's connection failure (an
     ``OperationalError`` or ``InterfaceError`` without SQLSTATE: refused, reset, closed)
     or a server's refusal to serve now (:data:`_UNAVAILABLE_SQLSTATE_CLASSES`); an SQLite
-    file on a full or failing disk (:data:`_UNAVAILABLE_SQLITE_CODES`). ``None``
-    for anything else: a value the database refuses, a constraint, SQLite's other errors
-    (its file has no connection to lose)."""
+    file or a journal file on a full or failing disk (:data:`_UNAVAILABLE_SQLITE_CODES`,
+    :data:`_UNAVAILABLE_OS_ERRNOS`). ``None`` for anything else: a value the database
+    refuses, a constraint, SQLite's other errors (its file has no connection to lose)."""
     seen: set[int] = set()
     error: BaseException | None = exc
     while error is not None and id(error) not in seen:
         seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _UNAVAILABLE_OS_ERRNOS:
+            return error
         if _from(error, ("sqlalchemy",)) and getattr(error, "connection_invalidated", False):
             return getattr(error, "orig", None) or error
         if _from(error, _CONNECTED_DRIVERS):
@@ -260,7 +270,66 @@ def make_storage(storage: str, *, heartbeat_interval: int | None) -> optuna.stor
             "`heartbeat_interval` needs an RDB storage URL (journal files have no heartbeats), "
             f"got storage {storage!r}"
         )
-    return JournalStorage(JournalFileBackend(storage))
+    return JournalStorage(_WholeLineJournalBackend(storage))
+
+
+class _WholeLineJournalBackend(JournalFileBackend):
+    """Optuna's journal file, whose append that fails takes back what it wrote.
+
+    Optuna's left part of its line when the write failed (a full disk, a quota, the
+    file-size limit, an I/O error): the next append glued a whole line onto it, and from
+    then on every read of the journal failed with ``JSONDecodeError``, every study in the
+    file unreadable for good. Here the append notes the file's size under Optuna's lock
+    (``_lock``, which its appends take: readers take none) and, when the write or its
+    ``fsync`` fails, cuts the file back to it and raises the error, naming the file. A
+    reader meanwhile read no line of a part written: Optuna's reader skips a last line
+    without its end (a :class:`JournalStorage` appends one line at a time); only a line
+    written whole whose ``fsync`` failed may have been read by another process first."""
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        data = "".join(json.dumps(log, separators=(",", ":")) + "\n" for log in logs)
+        self._lock.acquire()
+        try:
+            self._append(data.encode("utf-8"))
+        finally:
+            self._lock.release()
+
+    def _append(self, data: bytes) -> None:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+        fd = os.open(self._file_path, flags, 0o666)  # as Optuna's open(path, "ab")
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:  # a write cut short (the room ran out) returns its count
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            except BaseException as exc:  # taken back, then re-raised
+                self._take_back(fd, size, exc)
+                if isinstance(exc, OSError) and exc.filename is None:
+                    raise OSError(exc.errno, exc.strerror, self._file_path) from exc
+                raise
+        finally:
+            os.close(fd)
+
+    def _take_back(self, fd: int, size: int, exc: BaseException) -> None:
+        """Cut the journal back to ``size`` bytes, its size before the append that failed
+        with ``exc``; one that cannot be cut is logged (its next read will fail)."""
+        try:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+        except OSError as cut:
+            logger.error(
+                "journal %s: an append failed (%s: %s) and the part of its line written "
+                "could not be taken back (%s: %s): the journal cannot be read until that "
+                "part is removed, cutting the file to %d bytes",
+                self._file_path,
+                type(exc).__name__,
+                exc,
+                type(cut).__name__,
+                cut,
+                size,
+            )
 
 
 def close_storage(backend: optuna.storages.BaseStorage) -> None:

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -78,6 +81,48 @@ def test_put_into_a_directory_refusing_writes_is_store_unavailable_logged_once(
         assert logged[0].exc_info is None  # an expected condition: no traceback
         leftovers = [p.name for p in root.rglob(".tmp-*")]
         assert leftovers == []  # no temporary file left behind by the failed write
+
+
+#: Puts ``DATA`` into the artefact directory argv[1] under a file-size limit of argv[2]
+#: bytes (``ulimit -f``), ``SIGXFSZ`` ignored: the write past it fails with ``EFBIG``.
+#: Prints the error raised as JSON.
+_PUT_UNDER_A_SIZE_LIMIT = f"""
+import json, resource, signal, sys
+from tunewatch._artefacts import ArtefactStore
+from tunewatch._errors import StoreError, StoreUnavailableError
+
+DATA = {DATA!r}
+
+store = ArtefactStore(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+_, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), hard))
+try:
+    store.put(DATA)
+except StoreError as exc:
+    unavailable = isinstance(exc, StoreUnavailableError)
+    print(json.dumps({{"unavailable": unavailable, "code": exc.code, "message": exc.message}}))
+"""
+
+
+def test_put_past_the_file_size_limit_is_store_unavailable_leaving_no_temporary(
+    tmp_path: Path,
+) -> None:
+    """The file-size limit (``ulimit -f``) was a 500 ``store_error``, logged with a
+    traceback, where the same limit on the SQLite store answers 503 ``store_unavailable``."""
+    root = tmp_path / "artefacts"
+    ran = subprocess.run(
+        [sys.executable, "-c", _PUT_UNDER_A_SIZE_LIMIT, str(root), str(len(DATA) // 2)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    raised = json.loads(ran.stdout)
+    assert raised["unavailable"], raised
+    assert raised["code"] == "store_unavailable"
+    assert str(root) in raised["message"] and "EFBIG" in raised["message"], raised
+    assert [p.name for p in root.rglob("*") if p.is_file()] == []  # no temporary left
 
 
 def test_put_failing_for_another_reason_stays_a_store_error(tmp_path: Path) -> None:
