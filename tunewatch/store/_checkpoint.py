@@ -85,12 +85,14 @@ class WalCheckpointer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: sqlite3.Connection | None = None
-        self._faults = OutageLog(
-            logger,
-            what=f"WAL checkpoint of {path}",
-            retry=f"tried again every {interval_s:g} s",
-            now=lambda: datetime.now(UTC),
-            level=logging.ERROR,
+        what, retry = f"WAL checkpoint of {path}", f"tried again every {interval_s:g} s"
+        # SQLite's errors (a full disk): the message once while they last, then a
+        # "recovered" line; each round logged its own, twice a second onto the full disk.
+        self._outage = OutageLog(
+            logger, what=what, retry=retry, now=lambda: datetime.now(UTC), traceback=False
+        )
+        self._faults = OutageLog(  # anything else: a bug or a ``MemoryError``
+            logger, what=what, retry=retry, now=lambda: datetime.now(UTC), level=logging.ERROR
         )
 
     def start(self) -> None:
@@ -114,8 +116,9 @@ class WalCheckpointer:
 
     def checkpoint(self) -> list[CheckpointResult]:
         """One round: a passive checkpoint, and a restart when the WAL has grown past
-        ``restart_pages``. Errors are logged and the round is skipped; so is a round
-        before the database file exists (the checkpointer never creates it)."""
+        ``restart_pages``. SQLite's errors are logged and the round is skipped, a run of
+        them once (:class:`OutageLog`); so is a round before the database file exists (the
+        checkpointer never creates it)."""
         if self._conn is None and not os.path.exists(self._path):
             return []
         try:
@@ -135,10 +138,11 @@ class WalCheckpointer:
                 finally:
                     if patient:
                         conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
-            return results
         except sqlite3.Error as exc:
-            logger.warning("WAL checkpoint of %s failed: %s", self._path, exc)
+            self._outage.failed(exc)  # the message once, repeats at debug
             return []
+        self._outage.succeeded()
+        return results
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:

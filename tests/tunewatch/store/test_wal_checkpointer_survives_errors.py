@@ -1,13 +1,18 @@
 """The WAL checkpointer's thread outlives a round that raised what it did not expect: the
 store turns SQLite's own checkpoints off, so one ``MemoryError`` that ended the thread
 left the WAL growing without bound (35 MiB, then 213 MiB and growing), and nothing
-said so."""
+said so. A round that fails on SQLite (a full disk) is logged once while it lasts."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import resource
+import signal
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -88,5 +93,62 @@ def test_a_round_raising_an_unexpected_error_is_logged_and_the_next_one_rewinds_
     [logged] = [r for r in caplog.records if r.exc_info is not None]
     assert str(db) in logged.getMessage()
     assert logged.exc_info is not None and logged.exc_info[0] is MemoryError
+    writer.close()
+    idle.close()
+
+
+@contextlib.contextmanager
+def _files_limited_to(nbytes: int) -> Iterator[None]:
+    """A write past ``nbytes`` into any file of this process fails, as on a full disk
+    (``RLIMIT_FSIZE``, with ``SIGXFSZ`` ignored so the write returns an error rather than
+    killing the process). Process-wide while it lasts: only the rounds under test run in
+    it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+
+def test_checkpoint_failures_are_logged_once_until_one_succeeds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On a full disk every round failed and logged its own warning: twice a second with
+    no traffic, ~7,200 lines an hour, onto the disk that was full."""
+    db = tmp_path / "t.db"
+    Store.open(f"sqlite:///{db}").close()  # WAL mode
+    idle = sqlite3.connect(db)  # the last connection to close would checkpoint the WAL away
+    idle.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("PRAGMA wal_autocheckpoint=0")  # as every store connection has it
+    writer.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
+    for k in range(50):  # pages past the database file's end: a checkpoint must grow it
+        writer.execute("INSERT INTO t VALUES (?, ?)", (k, _ROW))
+    caplog.set_level(logging.DEBUG, logger="tunewatch.store._checkpoint")
+    checkpointer = WalCheckpointer(str(db))
+    try:
+        full = os.path.getsize(db) + 100
+        with _files_limited_to(full):
+            for _ in range(5):
+                checkpointer._round()  # the thread's rounds, run by hand
+        failures = [(r.levelno, r.getMessage()) for r in caplog.records]
+        caplog.clear()
+        checkpointer._round()
+        recovery = [(r.levelno, r.getMessage()) for r in caplog.records]
+    finally:
+        checkpointer.close()
+    [(level, first), *repeats] = failures
+    assert level == logging.WARNING
+    assert f"WAL checkpoint of {db} failed: " in first
+    assert [level for level, _ in repeats] == [logging.DEBUG] * 4
+    [(level, recovered)] = recovery
+    assert level == logging.INFO
+    assert f"WAL checkpoint of {db} recovered after 5 failures" in recovered
+    assert os.path.getsize(db) > full  # the last round copied the WAL's new pages in
+    assert writer.execute("SELECT count(*) FROM t").fetchone() == (50,)
+    assert writer.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     writer.close()
     idle.close()
