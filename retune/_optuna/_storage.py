@@ -414,10 +414,10 @@ def _sqlite_file(storage: str) -> str | None:
 _SQLITE_URL = re.compile(r"sqlite(?:\+\w+)?:///")
 
 
-def _pg_connect_args(storage: str) -> dict[str, int]:
+def _pg_connect_args(storage: str) -> dict[str, int | None]:
     """:data:`PG_CONNECT_DEFAULTS` less the keys the URL ``storage`` sets, and less
     ``connect_timeout`` when ``PGCONNECT_TIMEOUT`` is set: the driver is handed these as
-    keyword arguments, which win over both.
+    keyword arguments, which win over both. For psycopg, also ``prepare_threshold=None``.
 
     With them, and the pool's pre-ping (a connection the server dropped, by a restart, a
     failover or ``pg_terminate_backend``, is replaced when next taken from the pool, not
@@ -433,17 +433,31 @@ def _pg_connect_args(storage: str) -> dict[str, int]:
     and PgBouncer (1.20 on) refuses a connection whose startup ``options`` set it unless
     told to ignore them. An operator may set one for the role, or in the URL
     (``?options=-c%20statement_timeout%3D60000``).
+
+    No statement is prepared on the server (psycopg's ``prepare_threshold=None``, as the
+    store's connections): behind PgBouncer in transaction pooling a statement psycopg
+    prepared after its fifth run on one server connection was sent to another, and
+    tuning failed with ``DuplicatePreparedStatement``, which Optuna reports as a
+    ``StorageInternalError`` ("invalid data in the commit").
     """
     match = _USERINFO.match(storage)
     query = storage[match.end() if match else 0 :].partition("?")[2]
     given = {key for key, _ in parse_qsl(query, keep_blank_values=True)}
     if os.environ.get("PGCONNECT_TIMEOUT"):
         given.add("connect_timeout")
-    return {key: value for key, value in PG_CONNECT_DEFAULTS.items() if key not in given}
+    args: dict[str, int | None] = {
+        key: value for key, value in PG_CONNECT_DEFAULTS.items() if key not in given
+    }
+    if _PSYCOPG_URL.match(storage):
+        args["prepare_threshold"] = None
+    return args
 
 
 #: A PostgreSQL URL whose driver is libpq's (psycopg, the one installed, or psycopg2).
 _LIBPQ_URL = re.compile(r"postgresql(?:\+(?:psycopg|psycopg2))?://")
+#: A PostgreSQL URL whose driver is psycopg (3), named or SQLAlchemy's default (from 2.1):
+#: its connect takes ``prepare_threshold``.
+_PSYCOPG_URL = re.compile(r"postgresql(?:\+psycopg)?://")
 #: A URL's scheme and user information, as SQLAlchemy reads them (``make_url``): the
 #: query is what follows the first ``?`` after them (a password may hold a ``?``).
 _USERINFO = re.compile(r"[\w+]+://(?:[^:/]*(?::[^@]*)?@)?")
