@@ -340,6 +340,15 @@ def _install_postgres_hooks(engine: Engine, lock_timeout_ms: int) -> None:
     client's next statement or commit) for that + :data:`WRITE_DEADLINE_MARGIN_S`,
     releasing its locks (``idle_in_transaction_session_timeout``, set per transaction).
 
+    The lock timeout is set for the session when a connection opens, and again for each
+    writing scope's transaction (``SET LOCAL``, in the round trip that sets its idle
+    limit): behind a transaction pooler (PgBouncer's ``pool_mode = transaction``) a
+    client connection's transactions run on whichever server connection is free, and
+    one the pooler opened later (``server_lifetime``, ``RECONNECT``, a growing pool)
+    never saw the session's setting: a lease renewal blocked by a lock waited for as
+    long as the lock was held. Read scopes there keep the server's default (none, unless
+    the role or database sets one): they take no row lock and wait only on DDL.
+
     A process stopped inside a write (SIGSTOP, a VM pause: a replica in its lease
     upsert, a worker in its heartbeat) held its row locks for as long as it was stopped:
     every other replica's lease attempt, the launcher's requeue of that stale job, waited
@@ -360,18 +369,22 @@ def _install_postgres_hooks(engine: Engine, lock_timeout_ms: int) -> None:
         dbapi_connection.prepare_threshold = None
         with dbapi_connection.cursor() as cursor:
             cursor.execute(f"SET lock_timeout = {lock_timeout_ms}")
-        dbapi_connection.commit()  # a session setting: it outlives this transaction
+        # a session setting: it outlives this transaction (writing scopes set it again)
+        dbapi_connection.commit()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         options = conn.get_execution_options()
         if options.get(READ_ONLY_OPTION):
             return
-        idle = f"SET LOCAL idle_in_transaction_session_timeout = {idle_ms}"
-        if options.get(BOUNDED_WRITE_OPTION):  # one round trip for both
-            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {lock_timeout_ms}; {idle}")
+        limits = (
+            f"SET LOCAL lock_timeout = {lock_timeout_ms}; "
+            f"SET LOCAL idle_in_transaction_session_timeout = {idle_ms}"
+        )
+        if options.get(BOUNDED_WRITE_OPTION):  # one round trip for all
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {lock_timeout_ms}; {limits}")
         else:
-            conn.exec_driver_sql(idle)
+            conn.exec_driver_sql(limits)
 
 
 @contextmanager
