@@ -156,6 +156,10 @@ def migrate_to(
         # Waits with no limit, unlike the store's other transactions: for a concurrent
         # migrator to finish, and for the locks its DDL needs.
         conn.execute(text("SET LOCAL lock_timeout = 0"))
+        # nor is a statement cut off by a statement_timeout the role or the URL sets (a
+        # least-privilege default): it ended a lock wait or a long index build, the
+        # migration failing as "database unavailable"
+        conn.execute(text("SET LOCAL statement_timeout = 0"))
         # nor is it ended idle: a migration may work in Python between its statements
         conn.execute(text("SET LOCAL idle_in_transaction_session_timeout = 0"))
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
