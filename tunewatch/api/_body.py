@@ -15,11 +15,25 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tunewatch._json_text import json_integer, repeated_key
 from tunewatch.api._errors import ApiError, error_response
+from tunewatch.api._uploads import registration_body_limit, registration_limit_source
+
+#: What most bodies are read under: named in their ``body_too_large``.
+BODY_SETTING: Final = "`server.max_body_bytes`"
 
 
 class BodyTooLargeError(ApiError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, "body_too_large", f"request body exceeds the limit of {limit} bytes")
+    """413 ``body_too_large``, naming what the limit is (``source``: the setting to raise).
+    It named the bytes alone, and an operator could not tell which setting to change."""
+
+    def __init__(
+        self, limit: int, source: str = BODY_SETTING, *, decompressed: bool = False
+    ) -> None:
+        once = " once decompressed" if decompressed else ""
+        super().__init__(
+            413,
+            "body_too_large",
+            f"request body exceeds the limit of {limit} bytes{once} ({source})",
+        )
 
 
 class BodyLimitMiddleware:
@@ -28,18 +42,24 @@ class BodyLimitMiddleware:
 
     Neither uvicorn nor Starlette limit body size; this runs before any route parses.
     Registration uploads (``POST /v1/models/{model}/versions``) get the larger artefact
-    limit. A compressed body is read and inflated only when the route reads it, which a
-    route does after its permission check: a caller without a token the route accepts
-    costs no inflation. The dashboard's sign-in, open to anyone, reads its form before any
-    check: its bodies get ``form_limit``, refused as they arrive and inflated no further
-    (it read up to ``limit``, 8 MiB, and inflated a gzip body to it, before its own 4 KiB
-    check refused the form).
+    limit: what an ONNX file and a reference snapshot of ``artefact_limit`` bytes each take
+    base64-encoded, plus ``limit`` for the rest (:func:`registration_body_limit`; it was
+    ``artefact_limit`` itself, which a file of three quarters of it filled once encoded).
+    Each refusal names the setting to raise. A compressed body is read and inflated only
+    when the route reads it, which a route does after its permission check: a caller
+    without a token the route accepts costs no inflation. The dashboard's sign-in, open to
+    anyone, reads its form before any check: its bodies get ``form_limit``, refused as they
+    arrive and inflated no further (it read up to ``limit``, 8 MiB, and inflated a gzip
+    body to it, before its own 4 KiB check refused the form).
     """
 
     def __init__(self, app: ASGIApp, *, limit: int, artefact_limit: int, form_limit: int) -> None:
         self.app = app
         self.limit = limit
-        self.artefact_limit = artefact_limit
+        self.registration_limit = registration_body_limit(
+            max_artefact_bytes=artefact_limit, max_body_bytes=limit
+        )
+        self.registration_source = registration_limit_source(artefact_limit)
         self.form_limit = form_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -48,11 +68,11 @@ class BodyLimitMiddleware:
             return
         registration = scope["method"] == "POST" and _REGISTRATION.match(scope["path"])
         if registration:
-            limit = self.artefact_limit
+            limit, source = self.registration_limit, self.registration_source
         elif scope["path"] in _FORMS:
-            limit = self.form_limit
+            limit, source = self.form_limit, _FORM_SOURCE
         else:
-            limit = self.limit
+            limit, source = self.limit, BODY_SETTING
         try:
             wbits = content_coding(content_encoding(scope["headers"]))
         except ApiError as exc:
@@ -70,9 +90,10 @@ class BodyLimitMiddleware:
                     )
                     return
                 if declared > limit:
-                    await error_response(
-                        413, "body_too_large", f"request body exceeds the limit of {limit} bytes"
-                    )(scope, receive, send)
+                    refusal = BodyTooLargeError(limit, source)
+                    await error_response(refusal.status, refusal.code, str(refusal))(
+                        scope, receive, send
+                    )
                     return
                 break
         seen = 0
@@ -83,7 +104,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise BodyTooLargeError(limit)
+                    raise BodyTooLargeError(limit, source)
             return message
 
         if wbits is None:
@@ -106,7 +127,7 @@ class BodyLimitMiddleware:
                 chunks.append(message.get("body", b""))
                 if not message.get("more_body", False):
                     break
-            body = await inflate(b"".join(chunks), wbits, limit)
+            body = await inflate(b"".join(chunks), wbits, limit, source)
             return {"type": "http.request", "body": body, "more_body": False}
 
         # The length is the compressed body's, and the route reads it decoded. Replaced in
@@ -123,8 +144,9 @@ class BodyLimitMiddleware:
 
 # The route whose bodies may reach the artefact limit: a version's registration.
 _REGISTRATION: Final = re.compile(r"^/v1/models/[^/]+/versions$")
-# The dashboard's form posts, whose bodies get the form limit.
+# The dashboard's form posts, whose bodies get the form limit (no setting: fixed).
 _FORMS: Final = frozenset({"/dashboard/login", "/dashboard/logout"})
+_FORM_SOURCE: Final = "a dashboard sign-in or sign-out form's, fixed"
 
 
 def content_encoding(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
@@ -174,26 +196,26 @@ _INLINE_INPUT = 65536
 _INLINE_OUTPUT = 1024 * 1024
 
 
-def decompress(body: bytes, wbits: int, limit: int) -> bytes:
-    """``body`` decoded, refused past ``limit`` bytes as it decompresses (a small body
-    may expand a thousandfold). gzip may hold up to :data:`MAX_GZIP_MEMBERS` members,
-    one after another."""
-    decoded = _decompress(body, wbits, limit, limit)
+def decompress(body: bytes, wbits: int, limit: int, source: str = BODY_SETTING) -> bytes:
+    """``body`` decoded, refused past ``limit`` bytes (``source``'s, named in the refusal)
+    as it decompresses (a small body may expand a thousandfold). gzip may hold up to
+    :data:`MAX_GZIP_MEMBERS` members, one after another."""
+    decoded = _decompress(body, wbits, limit, limit, source)
     assert decoded is not None
     return decoded
 
 
-async def inflate(body: bytes, wbits: int, limit: int) -> bytes:
+async def inflate(body: bytes, wbits: int, limit: int, source: str = BODY_SETTING) -> bytes:
     """:func:`decompress` off the event loop, unless ``body`` is small and inflates
     small: then the thread's hand-off would cost more than the inflation."""
     if len(body) <= _INLINE_INPUT:
-        decoded = _decompress(body, wbits, limit, _INLINE_OUTPUT)
+        decoded = _decompress(body, wbits, limit, _INLINE_OUTPUT, source)
         if decoded is not None:
             return decoded
-    return await run_in_threadpool(decompress, body, wbits, limit)
+    return await run_in_threadpool(decompress, body, wbits, limit, source)
 
 
-def _decompress(body: bytes, wbits: int, limit: int, budget: int) -> bytes | None:
+def _decompress(body: bytes, wbits: int, limit: int, budget: int, source: str) -> bytes | None:
     """:func:`decompress`, or ``None`` once more than ``budget`` bytes came out (under
     ``limit``). The body is fed to zlib a read at a time: zlib copies what follows a
     member's end, and given the whole body it copied the rest of it at every member."""
@@ -215,11 +237,7 @@ def _decompress(body: bytes, wbits: int, limit: int, budget: int) -> bytes | Non
             ) from exc
         size += len(part)
         if size > limit:
-            raise ApiError(
-                413,
-                "body_too_large",
-                f"request body exceeds the limit of {limit} bytes once decompressed",
-            )
+            raise BodyTooLargeError(limit, source, decompressed=True)
         if size > budget:
             return None
         parts.append(part)

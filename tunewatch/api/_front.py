@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shadow import ShadowError
 from tunewatch._errors import TunewatchError
-from tunewatch.api._body import content_coding, content_encoding, inflate
+from tunewatch.api._body import BodyTooLargeError, content_coding, content_encoding, inflate
 from tunewatch.api._context import AppContext
 from tunewatch.api._encoded_path import encoded_slash_refusal
 from tunewatch.api._errors import CLIENT_CLOSED, ApiError, describe
@@ -178,7 +178,7 @@ class InferenceFront:
             if not declared.isdigit():
                 raise ApiError(400, "invalid_request", "invalid Content-Length header")
             if len(declared) > 18 or int(declared) > self.limit:  # int() refuses 4,301 digits
-                raise _too_large(self.limit)
+                raise BodyTooLargeError(self.limit)
         chunks = []
         size = 0
         while True:
@@ -188,14 +188,10 @@ class InferenceFront:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
-                raise _too_large(self.limit)
+                raise BodyTooLargeError(self.limit)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _too_large(limit: int) -> ApiError:
-    return ApiError(413, "body_too_large", f"request body exceeds the limit of {limit} bytes")
 
 
 def _text(value: bytes | None) -> str | None:

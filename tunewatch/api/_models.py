@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import Annotated, Any, Literal, TypeVar
@@ -29,6 +27,7 @@ from tunewatch.api._listing_limit import BUSY_RESPONSES as LISTING_BUSY
 from tunewatch.api._listing_limit import ListingRoute
 from tunewatch.api._model_bodies import Promote, RegisterVersion, Rollback, StageChange
 from tunewatch.api._route import ApiRoute
+from tunewatch.api._uploads import decoded_upload
 from tunewatch.store import (
     MAX_ID,
     MAX_MODEL_NAME,
@@ -190,13 +189,6 @@ ApprovalStatus = Annotated[
 ]
 
 
-def _b64(value: str, field: str) -> bytes:
-    try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ApiError(400, "invalid_request", f"`{field}` is not valid base64") from exc
-
-
 def version_json(v: VersionRow, tags: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The version's row, with the objective its study tuned (``objective``, ``null`` for
     a version registered by hand), its best cross-validated value as that objective's
@@ -325,7 +317,8 @@ def register_version(
             regulated=body.regulated,
             hyperparameters=body.hyperparameters,
         )
-    data = _b64(body.onnx_base64, "onnx_base64")
+    limit = ctx.runtime.config.server.max_artefact_bytes  # each file's, as `register`'s
+    data = decoded_upload(body.onnx_base64, "onnx_base64", limit=limit)
     metadata = VersionMetadata(
         task=body.task,
         feature_names=tuple(body.feature_names),
@@ -338,8 +331,8 @@ def register_version(
     reference = None
     if body.reference_npz_base64 is not None:
         reference = Reference.from_bytes(
-            _b64(body.reference_npz_base64, "reference_npz_base64"),
-            max_bytes=ctx.runtime.config.server.max_artefact_bytes,  # as stored, unpacked
+            decoded_upload(body.reference_npz_base64, "reference_npz_base64", limit=limit),
+            max_bytes=limit,  # as stored, unpacked
         )
     row = ctx.registry.register(
         model,

@@ -40,7 +40,11 @@ _TOKEN_ERRORS = {
     "too); retry later",
 }
 _NOT_FOUND = "a model, version or id in the path that is not known (`model_not_found`, …)"
-_TOO_LARGE = "`body_too_large`: the body exceeds `server.max_body_bytes` (or the artefact limit)"
+_TOO_LARGE = (
+    "`body_too_large`: the body exceeds `server.max_body_bytes` (a registration's: its ONNX "
+    "file and reference snapshot at `server.max_artefact_bytes` each, base64-encoded, plus "
+    "`server.max_body_bytes`; each file decoded is held to `server.max_artefact_bytes`)"
+)
 _ENCODING = (
     "`unsupported_content_encoding`: a `Content-Encoding` other than gzip, deflate or identity"
 )
