@@ -45,6 +45,12 @@ answered with ``Connection: close`` (its body would be read from the next reques
 from HTTP/1.0, which gets no ``100 Continue``, the expectation is ignored (see
 ``_http_expect``). A client that goes away with requests pipelined is no error: the one
 running when it left sends its answer nowhere, as the newest would.
+
+A connection closed with a request still arriving — answered before its body came, on a
+connection to be closed (``Connection: close``), or refused within its head — is closed
+lingering (see ``_http_linger``): half-closed, the rest of the request read and dropped
+until it ends, the client closes or its read timeout is up, so that a reset does not
+destroy the answer before the client reads it.
 """
 
 from __future__ import annotations
@@ -60,6 +66,7 @@ from uvicorn._types import ASGI3Application
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from tunewatch.api._http_expect import closing_if_answered_uninvited, expects_100_continue
+from tunewatch.api._http_linger import LingeringTransport
 from tunewatch.api._http_refusals import (
     Refusal,
     head_too_large,
@@ -136,9 +143,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _past_upgrade: ParserPastUpgrade | None = None  # reads on where httptools stops
     _refusing = False  # a request was refused: nothing more of the connection is read
     _refusal: bytes | None = None  # its answer, once the requests before it are answered
+    _refused_deadline: float | None = None  # the refused request's read deadline, if any
+    _linger: LingeringTransport  # the transport as the cycles see it; lingers at their close
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._linger = LingeringTransport(transport, wanted=self._answered_while_arriving)
         self._start_read_timer()  # a connection that never sends a request is closed
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -156,7 +166,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._refusing:
+        if self._linger.lingering and not self._linger.dropping(len(data)):
+            return
+        if self._refusing:  # answered: dropped
             return
         self._unset_keepalive_if_required()
         self._read_bytes = len(data)
@@ -183,6 +195,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                     self._refuse_coding()
                 elif self._stopped_at == "host":
                     self._refuse_host()
+                elif self._linger.lingering:  # the answered request ended, or cannot be framed
+                    self.transport.close()
                 else:
                     self._refuse_unparsable(exc)
                 return
@@ -246,6 +260,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._framing_span_bytes > MAX_HEAD_BYTES and self._trailer_bytes() > MAX_HEAD_BYTES:
             self._stopped_at = "trailer"
             raise _Stop
+        if self._linger.lingering:  # the rest of an answered request read: nothing after it
+            self.transport.close()
+            raise _Stop
         self._in_request = self._in_body = self._awaiting_invited_body = False
         self._request_cycle = None
         self._stop_read_timer()
@@ -269,6 +286,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         if cycle.waiting_for_100_continue:
             app = closing_if_answered_uninvited(cycle, app)
+        cycle.transport = self._linger
         self._running_cycle = cycle
         super()._start_asgi_task(cycle, app)
 
@@ -277,9 +295,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         is pending, and one that comes due before the deadline moves itself on: under
         keep-alive a connection holds one timer, where one made and cancelled per request
         cost ~1.7 µs of the event loop's each."""
-        self._read_deadline = self.loop.time() + self.read_timeout_s
+        self._read_until(self.loop.time() + self.read_timeout_s)
+
+    def _read_until(self, deadline: float) -> None:
+        self._read_deadline = deadline
         if self._read_timer is None:
-            self._read_timer = self.loop.call_at(self._read_deadline, self._read_timer_due)
+            self._read_timer = self.loop.call_at(deadline, self._read_timer_due)
 
     def _stop_read_timer(self) -> None:
         self._read_deadline = None  # a pending timer finds nothing to time
@@ -297,6 +318,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _read_timed_out(self) -> None:
         if self.transport.is_closing():
+            return
+        if self._linger.lingering:  # answered: the rest of the request had until now
+            self.transport.close()
             return
         if not self._in_request:  # nothing of a request arrived: nothing to answer
             self.transport.close()
@@ -386,6 +410,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._refusing:
             return
         self._refusing = True
+        self._refused_deadline = self._read_deadline if self._in_request else None
         self._stop_read_timer()
         response = refusal.response(self.server_state.default_headers)
         own = self._request_cycle  # the refused request's, if its head was read
@@ -410,9 +435,23 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._send_refusal(response)
 
     def _send_refusal(self, response: bytes) -> None:
-        if not self.transport.is_closing():  # not when the request before asked to close
-            self.transport.write(response)
+        if self._linger.is_closing():  # not when the request before asked to close
+            return
+        self.transport.write(response)
+        deadline = self._refused_deadline
+        if deadline is None or deadline <= self.loop.time():
             self.transport.close()
+            return
+        # the refused request may still be arriving, until its read deadline: dropped
+        self._linger.linger()
+        self.flow.resume_reading()
+        self._read_until(deadline)
+
+    def _answered_while_arriving(self) -> bool:
+        """Whether a cycle closing the connection leaves a request arriving: its own,
+        answered before its body was read whole (none can follow it yet)."""
+        cycle = self._request_cycle
+        return cycle is not None and cycle.response_complete
 
     def _peer(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "an unknown client"
