@@ -8,9 +8,12 @@ parse is the child's, under the limit), refuses it if any tensor anywhere keeps 
 in an external file (``external_data``: served models must be self-contained, and ORT
 would resolve such paths on our disk), creates an onnxruntime session — a crafted model
 can crash or exhaust the process creating its session — reads the signature and opset
-imports and scores rows (:func:`shadow._probe.probe`). Crash or non-zero exit → ``load_failed``
-(with the child's last stderr line), as is a probe process that cannot start; timeout →
-``load_timeout``, memory exhaustion → ``load_memory``.
+imports and scores rows (:func:`shadow._probe.probe`): its own, and those a registration
+checks a classifier's outputs on, whose outputs it sends back
+(:attr:`CandidateInfo.scored`), so that the registering process never loads the
+candidate itself. Crash or non-zero exit → ``load_failed`` (with the child's last stderr
+line), as is a probe process that cannot start; timeout → ``load_timeout``, memory
+exhaustion → ``load_memory``.
 """
 
 from __future__ import annotations
@@ -23,12 +26,15 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final, Literal, cast
+
+import numpy as np
 
 from shadow._errors import CANDIDATE_REJECTED_CODES, CandidateRejectedCode, CandidateRejectedError
 from shadow._onnx import (
@@ -45,22 +51,23 @@ PASSED_KEPT: Final = 64
 
 
 class _Passed:
-    """Candidates that passed, by (sha256, memory limit, timeout), newest kept last; the
+    """Candidates that passed, by (sha256, memory limit, timeout, the check rows' digest),
+    newest kept last; the
     least recently used goes past :data:`PASSED_KEPT`. Registrations run on several
     threads, so reads and writes hold a lock."""
 
     def __init__(self) -> None:
-        self._infos: OrderedDict[tuple[str, int, float], CandidateInfo] = OrderedDict()
+        self._infos: OrderedDict[tuple[str, int, float, str], CandidateInfo] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, int, float]) -> CandidateInfo | None:
+    def get(self, key: tuple[str, int, float, str]) -> CandidateInfo | None:
         with self._lock:
             info = self._infos.get(key)
             if info is not None:
                 self._infos.move_to_end(key)
             return info
 
-    def put(self, key: tuple[str, int, float], info: CandidateInfo) -> None:
+    def put(self, key: tuple[str, int, float, str], info: CandidateInfo) -> None:
         with self._lock:
             self._infos[key] = info
             self._infos.move_to_end(key)
@@ -72,14 +79,75 @@ _PASSED: Final = _Passed()
 
 
 @dataclass(frozen=True, slots=True)
+class ScoredRows:
+    """The candidate's outputs on one batch of the rows a registration checks a
+    classifier on, as the probe scored them (:func:`shadow._probe.score_check_rows`):
+    ``rows`` of them, every numeric output by name (read-only arrays, one row per input
+    row) or, for a run that failed or passed its deadline, ``error``, its message."""
+
+    rows: int
+    primary_output: str
+    outputs: Mapping[str, np.ndarray[Any, Any]] = field(default_factory=dict)
+    error: str | None = None
+
+    def primary(self) -> np.ndarray[Any, Any]:
+        """The primary output as a float32 2-D array (``[N]`` becomes ``[N, 1]``), as
+        :meth:`shadow.OnnxModel.primary` gives it."""
+        out = np.asarray(self.outputs[self.primary_output], dtype=np.float32)
+        return out.reshape(-1, 1) if out.ndim == 1 else out
+
+    @classmethod
+    def from_payload(cls, entry: Mapping[str, Any], primary_output: str) -> ScoredRows:
+        outputs = {}
+        for name, out in dict(entry.get("outputs", {})).items():
+            array = np.asarray(out["values"], dtype=np.dtype(out["dtype"]))
+            array = array.reshape([int(d) for d in out["shape"]])
+            array.flags.writeable = False  # shared by every caller of a remembered pass
+            outputs[str(name)] = array
+        error = entry.get("error")
+        return cls(
+            rows=int(entry["rows"]),
+            primary_output=primary_output,
+            outputs=outputs,
+            error=None if error is None else str(error),
+        )
+
+
+def rows_digest(rows: np.ndarray[Any, Any] | None) -> str:
+    """The digest of the check rows given to :func:`inspect_candidate` (``""`` for none):
+    their shape and float64 values."""
+    if rows is None:
+        return ""
+    x = np.ascontiguousarray(rows, dtype=np.float64)
+    return hashlib.sha256(repr(x.shape).encode() + x.tobytes()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
 class CandidateInfo:
-    """What inspection learnt about a candidate that may be served."""
+    """What inspection learnt about a candidate that may be served.
+
+    ``scored``: its outputs on the rows a registration checks a classifier on, by batch:
+    ``"constant"``, rows of 0, 1 and -1 (:data:`shadow._probe.CHECK_VALUES`, as the input's
+    type holds them), and ``"given"``, the ``check_rows`` inspection was given that the
+    input's type holds (absent without them). Not compared: two inspections of the same
+    bytes are equal whatever rows they scored."""
 
     signature: Signature
     load_memory_bytes: int
     opset: dict[str, int]
     size_bytes: int
     sha256: str
+    scored: Mapping[Literal["constant", "given"], ScoredRows] = field(
+        default_factory=dict, compare=False
+    )
+    check_rows_sha256: str = field(default="", compare=False)
+
+    def scored_on(self, data: bytes, check_rows: np.ndarray[Any, Any] | None) -> bool:
+        """Whether this inspection is of ``data`` and scored ``check_rows`` (none: none):
+        a registration takes it for its own then."""
+        return self.sha256 == hashlib.sha256(
+            data
+        ).hexdigest() and self.check_rows_sha256 == rows_digest(check_rows)
 
 
 def _limit_address_space(limit: int) -> Callable[[], None]:
@@ -184,6 +252,7 @@ def inspect_candidate(
     *,
     memory_limit_bytes: int = 2 * 1024**3,
     timeout_s: float = 60.0,
+    check_rows: np.ndarray[Any, Any] | None = None,
 ) -> CandidateInfo:
     """Check that ``path`` is a self-contained ONNX model that loads and scores.
 
@@ -193,7 +262,12 @@ def inspect_candidate(
     raise; a warning says so once); ``timeout_s`` bounds its wall time. Raises
     :class:`~shadow.CandidateRejectedError` with the reason as ``code``.
 
-    A pass is remembered by the file's content and the two limits: the same bytes under
+    ``check_rows`` (``[n, n_features]``, taken as float64): rows the probe scores besides
+    rows of 0, 1 and -1, those of them the input's type holds; the outputs on both are
+    :attr:`CandidateInfo.scored`, which a registration's checks of a classifier read.
+
+    A pass is remembered by the file's content, the check rows and the two limits: the
+    same bytes and rows under
     the same limits pass again without another child process (a re-registration after a
     refusal, an imported artefact the store holds, the example models a test suite
     registers again and again). A refusal is not remembered: it may be the machine's (a
@@ -216,7 +290,8 @@ def inspect_candidate(
     # to 1.8 GB and 10 s of its CPU before any limit applied. The probe's session refuses
     # external data (not_onnx and external_data come back as its refusals).
     limit = _probe_limit(memory_limit_bytes)
-    key = (hashlib.sha256(data).hexdigest(), limit, timeout_s)
+    rows = None if check_rows is None else np.asarray(check_rows, dtype=np.float64)
+    key = (hashlib.sha256(data).hexdigest(), limit, timeout_s, rows_digest(rows))
     passed = _PASSED.get(key)
     if passed is not None:  # its own opset dict: a caller keeps it in the version's details
         return dataclasses.replace(passed, opset=dict(passed.opset))
@@ -225,9 +300,46 @@ def inspect_candidate(
     # passed for bytes no probe loaded, and the pass was remembered under their hash
     # -P: `python -m` would put the working directory first on sys.path, and a shadow/
     # package or a numpy.py there ran in the probe instead of ours (PYTHONPATH still counts)
-    command = [sys.executable, "-P", "-m", "shadow._probe", "-"]
+    with tempfile.TemporaryDirectory(prefix="shadow-probe-") as tmp:
+        command = [sys.executable, "-P", "-m", "shadow._probe", "-"]
+        if rows is not None:
+            np.save(Path(tmp) / "rows.npy", rows, allow_pickle=False)
+            command.append(str(Path(tmp) / "rows.npy"))
+        ran = _run_probe(command, data, path, limit, timeout_s)
+    done = subprocess.CompletedProcess(
+        ran.args,
+        ran.returncode,
+        ran.stdout.decode("utf-8", "replace"),
+        ran.stderr.decode("utf-8", "replace"),
+    )
+    payload = _parse_payload(done.stdout)
+    if done.returncode == 0 and payload is not None and "signature" in payload:
+        signature = Signature.from_dict(payload["signature"])
+        scored = dict(payload.get("scored", {}))
+        info = CandidateInfo(
+            signature=signature,
+            load_memory_bytes=max(0, int(payload.get("memory_bytes", 0))),
+            opset={str(k): int(v) for k, v in dict(payload.get("opset", {})).items()},
+            size_bytes=len(data),
+            sha256=key[0],
+            scored={
+                batch: ScoredRows.from_payload(scored[batch], signature.primary_output)
+                for batch in ("constant", "given")
+                if batch in scored
+            },
+            check_rows_sha256=key[3],
+        )
+        _PASSED.put(key, info)
+        return dataclasses.replace(info, opset=dict(info.opset))
+    raise _rejection(path, done, payload, limit, asked=memory_limit_bytes)
+
+
+def _run_probe(
+    command: list[str], data: bytes, path: Path, limit: int, timeout_s: float
+) -> subprocess.CompletedProcess[bytes]:
+    """Run the probe ``command`` on ``data`` (its stdin) under ``limit`` and ``timeout_s``."""
     try:
-        ran = subprocess.run(
+        return subprocess.run(
             command,
             input=data,
             capture_output=True,
@@ -247,25 +359,6 @@ def inspect_candidate(
         raise CandidateRejectedError(
             f"could not start the probe process for {path}: {exc}", code="load_failed"
         ) from exc
-
-    done = subprocess.CompletedProcess(
-        ran.args,
-        ran.returncode,
-        ran.stdout.decode("utf-8", "replace"),
-        ran.stderr.decode("utf-8", "replace"),
-    )
-    payload = _parse_payload(done.stdout)
-    if done.returncode == 0 and payload is not None and "signature" in payload:
-        info = CandidateInfo(
-            signature=Signature.from_dict(payload["signature"]),
-            load_memory_bytes=max(0, int(payload.get("memory_bytes", 0))),
-            opset={str(k): int(v) for k, v in dict(payload.get("opset", {})).items()},
-            size_bytes=len(data),
-            sha256=key[0],
-        )
-        _PASSED.put(key, info)
-        return dataclasses.replace(info, opset=dict(info.opset))
-    raise _rejection(path, done, payload, limit, asked=memory_limit_bytes)
 
 
 def _parse_payload(stdout: str) -> dict[str, Any] | None:

@@ -1,18 +1,21 @@
 """Child-process probe for candidate models: ``python -m shadow._probe -`` reads the
 model's bytes from stdin (the bytes its parent hashed, not a file that may change
-meanwhile); ``python -m shadow._probe <path>`` reads a file.
+meanwhile); ``python -m shadow._probe <path>`` reads a file. A second argument names an
+``.npy`` file of rows (float64, ``[n, n_features]``) the probe scores besides its own:
+the reference rows a registration checks a classifier's outputs on.
 
 Run by :func:`shadow.inspect_candidate` under an address-space limit and a timeout,
 because a crafted model can crash or exhaust the process creating its session. It
 creates a session, reads the signature, scores rows of zeros in runs of
 :data:`ZERO_ROW_COUNTS` rows (one run of as many rows as the model declares a fixed
 batch of), checks the primary output holds a row per input row, scores rows of non-zero
-values (see :func:`probe`) and prints one JSON object to stdout:
+values (see :func:`probe`), then the rows a registration checks a classifier's outputs
+on (:func:`score_check_rows`), and prints one JSON object to stdout:
 
 - success (exit 0): ``{"signature": {...}, "memory_bytes": int, "opset": {domain:
-  version}}``, the signature holding what the probe saw of the primary output
-  (:class:`~shadow._onnx.ProbedOutput`: its columns and the range of its values, which
-  the registry holds to the task)
+  version}, "scored": {...}}``, the signature holding what the probe saw of the primary
+  output (:class:`~shadow._onnx.ProbedOutput`: its columns and the range of its values,
+  which the registry holds to the task), ``scored`` every output on the check rows
 - refusal (exit 2): ``{"error": code, "message": str}`` with a
   :class:`~shadow.CandidateRejectedError` code
 - out of memory (exit 3): ``{"error": "load_memory", "message": str}``
@@ -31,9 +34,11 @@ from typing import Any, Final
 
 import numpy as np
 
+from shadow._batch_chunks import run_rows
 from shadow._errors import CandidateRejectedError, InsufficientMemoryError, ShadowError
-from shadow._onnx import MEMORY_MARKERS, OnnxModel, ProbedOutput
+from shadow._onnx import MEMORY_MARKERS, OnnxModel, ProbedOutput, TensorSpec
 from shadow._onnx_proto import opset_imports, parse_model
+from shadow._validation import representable_rows
 
 EXIT_OK = 0
 EXIT_REJECTED = 2
@@ -51,8 +56,17 @@ NON_ZERO_VALUES: Final[tuple[float, ...]] = (1.0, -1.0, 1000.0)
 #: the serving deadline (``scoring.run_timeout_s``), as one that loops on its input is.
 NON_ZERO_RUN_TIMEOUT_S: Final = 1.0
 
+#: The values of the check rows, each a row of its own, in one run (of them, what the
+#: input's type holds: 0 and 1 for an unsigned input).
+CHECK_VALUES: Final[tuple[float, ...]] = (0.0, 1.0, -1.0)
+#: The deadline of each run of the check rows: a model still going after it is not
+#: checked on them (the registration's checks pass it, as serving answers it).
+CHECK_RUN_TIMEOUT_S: Final = 5.0
+#: The output dtypes the probe sends back (a string output is no check's business).
+SCORED_KINDS: Final = "biuf"
 
-def probe(data: bytes) -> dict[str, object]:
+
+def probe(data: bytes, check_rows: np.ndarray[Any, Any] | None = None) -> dict[str, object]:
     """Load ``data`` (an ONNX model) into a session and score rows of zeros, a run of
     each of :data:`ZERO_ROW_COUNTS` rows (one run of the model's fixed batch if it
     declares one): the primary output must hold one row per input row, of rank 1 or 2,
@@ -70,7 +84,9 @@ def probe(data: bytes) -> dict[str, object]:
 
     The signature returned holds what the runs showed of the primary output
     (:class:`~shadow._onnx.ProbedOutput`): its columns, which a graph may leave dynamic,
-    and the range of its values on every row scored, zeros and non-zero values alike."""
+    and the range of its values on every row scored, zeros and non-zero values alike.
+    ``scored`` holds every output on the rows a registration checks a classifier on
+    (:func:`score_check_rows`): rows of :data:`CHECK_VALUES` and ``check_rows``."""
     opset = opset_imports(parse_model(data))  # parsed here, under the limit, not in the parent
     model = OnnxModel.from_bytes(data)  # refuses external data, anywhere in the model
     spec = model.signature.input
@@ -109,7 +125,68 @@ def probe(data: bytes) -> dict[str, object]:
     signature = dataclasses.replace(
         model.signature, probed=ProbedOutput(width=width, low=low, high=high)
     )
-    return {"signature": signature.to_dict(), "memory_bytes": model.memory_bytes, "opset": opset}
+    return {
+        "signature": signature.to_dict(),
+        "memory_bytes": model.memory_bytes,
+        "opset": opset,
+        "scored": score_check_rows(model.with_run_timeout(CHECK_RUN_TIMEOUT_S), check_rows),
+    }
+
+
+def constant_rows(spec: TensorSpec, n_features: int) -> np.ndarray[Any, Any]:
+    """Rows of :data:`CHECK_VALUES`, as ``spec``'s type holds them."""
+    values = [v for v in CHECK_VALUES if v >= 0] if spec.dtype.kind == "u" else CHECK_VALUES
+    column = np.asarray(values, dtype=spec.dtype)[:, None]
+    return np.repeat(column, n_features, axis=1)
+
+
+def score_check_rows(
+    model: OnnxModel, given: np.ndarray[Any, Any] | None
+) -> dict[str, dict[str, object]]:
+    """Score the rows a registration checks a classifier's outputs on, in the runs it
+    made of them in its own process before (a run each, in runs of the batch the graph
+    fixes, :func:`~shadow.run_rows`): ``"constant"``, rows of :data:`CHECK_VALUES`;
+    ``"given"``, those of ``given`` the input's type holds (none: no such entry).
+
+    Each entry holds ``rows`` (how many were scored) and either ``outputs`` (every output
+    of :data:`SCORED_KINDS`, by name: its ``dtype``, ``shape`` and flat ``values``) or
+    ``error``, the message of a run that failed or passed its deadline: as serving would
+    answer it, not a refusal. Running out of memory is (as on the non-zero rows)."""
+    spec = model.signature.input
+    batches = {"constant": constant_rows(spec, model.signature.n_features)}
+    scored: dict[str, dict[str, object]] = {}
+    if given is not None:
+        if given.ndim != 2 or given.shape[1] != model.signature.n_features:
+            scored["given"] = {
+                "rows": int(given.shape[0]) if given.ndim else 0,
+                "error": f"rows of shape {list(given.shape)}, the model takes "
+                f"{model.signature.n_features} features",
+            }
+        else:
+            kept = given[representable_rows(given, spec.dtype)]
+            if kept.shape[0]:
+                batches["given"] = np.ascontiguousarray(kept.astype(spec.dtype))
+    for key, rows in batches.items():
+        try:
+            outputs = run_rows(model, rows)
+        except ShadowError as exc:
+            if _out_of_memory(exc):
+                raise
+            scored[key] = {"rows": int(rows.shape[0]), "error": exc.message}
+            continue
+        scored[key] = {
+            "rows": int(rows.shape[0]),
+            "outputs": {
+                name: {
+                    "dtype": out.dtype.str,
+                    "shape": list(out.shape),
+                    "values": out.ravel().tolist(),
+                }
+                for name, out in outputs.items()
+                if out.dtype.kind in SCORED_KINDS
+            },
+        }
+    return scored
 
 
 def _score_non_zero_rows(model: OnnxModel) -> list[np.ndarray[Any, Any]]:
@@ -152,12 +229,13 @@ def _emit(payload: dict[str, object]) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
-        sys.stderr.write("usage: python -m shadow._probe <model.onnx | ->\n")
+    if len(argv) not in (1, 2):
+        sys.stderr.write("usage: python -m shadow._probe <model.onnx | -> [rows.npy]\n")
         return 64
     try:
         data = sys.stdin.buffer.read() if argv[0] == "-" else Path(argv[0]).read_bytes()
-        result = probe(data)
+        rows = np.load(argv[1], allow_pickle=False) if len(argv) == 2 else None
+        result = probe(data, rows)
     except MemoryError as exc:
         _emit({"error": "load_memory", "message": f"out of memory: {exc}"})
         return EXIT_MEMORY

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
+import numpy as np
+
 from shadow import (
     CandidateInfo,
     CandidateRejectedError,
@@ -25,7 +27,7 @@ from tunewatch._artefacts import ArtefactStore
 from tunewatch._errors import ConflictError, NotFoundError, RegistrationError, StoreError
 from tunewatch._reference import Reference
 from tunewatch._registry_classes import check_class_count
-from tunewatch._registry_labels import check_label_output
+from tunewatch._registry_labels import check_label_output, label_check_rows
 from tunewatch._registry_row_sums import ROW_SUM_TOLERANCE as ROW_SUM_TOLERANCE
 from tunewatch._registry_row_sums import check_class_columns, check_row_sums
 from tunewatch._version_metadata import VersionMetadata, _check_metadata, check_task_width
@@ -169,7 +171,8 @@ class Registry:
         against while this version is champion.
 
         ``inspected`` is what :meth:`check` returned for these bytes: their sandboxed
-        load is not repeated (it is, for other bytes).
+        load is not repeated (it is, for other bytes or another reference, whose rows a
+        classifier's outputs are checked on).
         """
         checked = self._check(
             model,
@@ -259,8 +262,10 @@ class Registry:
         before the config's task of the model and its settings that name the model's
         columns (so a version that does not fit a stored model the config lists is
         ``task_mismatch`` or ``feature_names_mismatch``, not a config error).
-        Then the candidate: loaded by a child process under a memory limit and a timeout
-        before the daemon ever opens it; external-data files, models whose input does
+        Then the candidate: loaded and scored by a child process under a memory limit and
+        a timeout (the daemon never opens it here: a classifier's outputs are checked on
+        the rows that process scored, the reference's among them); external-data files,
+        models whose input does
         not match the declared features, classifiers whose probabilities are one rank-1
         output per class (``zipmap: 'columns'``) and models whose primary output has
         columns no objective of the task reads (:data:`TASK_WIDTH_RULES`) are refused.
@@ -296,8 +301,12 @@ class Registry:
             check_feature_names(metadata.feature_names)
         if self._check_features is not None:
             self._check_features(model, metadata.feature_names, task=metadata.task)
-        if inspected is None or inspected.sha256 != hashlib.sha256(onnx_bytes).hexdigest():
-            inspected = self._inspect(onnx_bytes)
+        # a classifier's outputs are checked on the rows the sandboxed probe scored, the
+        # reference's among them: the candidate is never loaded in this process
+        classifier = metadata.task in ("binary", "multiclass")
+        check_rows = label_check_rows(reference) if classifier else None
+        if inspected is None or not inspected.scored_on(onnx_bytes, check_rows):
+            inspected = self._inspect(onnx_bytes, check_rows)
         if inspected.signature.n_features != len(metadata.feature_names):
             raise RegistrationError(
                 f"the model takes {inspected.signature.n_features} features but "
@@ -306,7 +315,7 @@ class Registry:
             )
         if metadata.task in ("binary", "multiclass"):
             # one rank-1 output per class: its first, P(class 0), was read as P(class 1)
-            check_class_columns(metadata.task, onnx_bytes, inspected.signature)
+            check_class_columns(metadata.task, inspected)
         width = _primary_width(inspected.signature)
         if width is not None:
             out = inspected.signature.primary_output
@@ -315,7 +324,7 @@ class Registry:
                 check_class_count(self._store, self._artefacts, model, width, output=out)
         if metadata.task in ("binary", "multiclass"):
             _check_probabilities(metadata.task, inspected.signature)
-            check_row_sums(metadata.task, onnx_bytes, inspected.signature, width)
+            check_row_sums(metadata.task, inspected, width)
         multiclass = metadata.task == "multiclass" and width is not None
         if self._check_features is not None and multiclass:
             # a multiclass model's classes are its primary output's columns, known only
@@ -341,7 +350,7 @@ class Registry:
                     row_sum_tolerance=ROW_SUM_TOLERANCE,
                 )
         if metadata.task in ("binary", "multiclass"):
-            check_label_output(metadata.task, onnx_bytes, inspected.signature, reference)
+            check_label_output(metadata.task, inspected)
         if existing is not None:
             self._check_input(model, inspected.signature.input)
         return _Checked(info=inspected, regulated=regulated)
@@ -393,13 +402,16 @@ class Registry:
             self._check_existing(existing, metadata, regulated=regulated)
         return existing, regulated
 
-    def _inspect(self, onnx_bytes: bytes) -> CandidateInfo:
+    def _inspect(self, onnx_bytes: bytes, check_rows: np.ndarray | None) -> CandidateInfo:
         with tempfile.TemporaryDirectory(prefix="tunewatch-candidate-") as tmp:
             path = Path(tmp) / "candidate.onnx"
             path.write_bytes(onnx_bytes)
             try:
                 return inspect_candidate(
-                    path, memory_limit_bytes=self._memory_limit, timeout_s=self._timeout
+                    path,
+                    memory_limit_bytes=self._memory_limit,
+                    timeout_s=self._timeout,
+                    check_rows=check_rows,
                 )
             except CandidateRejectedError as exc:
                 # the temporary file the candidate was probed from is this process's
@@ -407,6 +419,11 @@ class Registry:
                 message = exc.message.replace(f"{path}: ", "").replace(str(path), "the model")
                 if exc.code == "load_memory":
                     message += self._memory_advice()
+                elif exc.code == "load_timeout":
+                    message += (
+                        f"; the limit is `scoring.candidate_timeout_s` ({self._timeout:g} s): "
+                        "raise it if the model needs longer"
+                    )
                 raise RegistrationError(message, code=exc.code) from exc
 
     def _memory_advice(self) -> str:

@@ -1,5 +1,7 @@
 """A classifier's integer ``label`` output must answer the class index its probabilities
-are read by: checked when a version is registered (:mod:`tunewatch._registry`)."""
+are read by: checked when a version is registered (:mod:`tunewatch._registry`), on the
+candidate's answers the sandboxed probe sent back (:attr:`shadow.CandidateInfo.scored`):
+the registering process does not load the candidate."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Final
 
 import numpy as np
 
-from shadow import OnnxModel, ShadowError, Signature, TensorSpec, representable_rows, run_rows
+from shadow import CandidateInfo, Signature
 from tunewatch._errors import RegistrationError
 from tunewatch._reference import Reference
 
@@ -17,10 +19,6 @@ logger = logging.getLogger(__name__)
 #: The most reference rows a registration scores to hold a classifier's ``label`` output
 #: to its probabilities (spread over the window), besides rows of 0, 1 and -1.
 LABEL_CHECK_ROWS: Final = 1000
-
-
-#: The deadline of each of its runs: a model still going after it is not checked so.
-LABEL_CHECK_TIMEOUT_S: Final = 5.0
 
 
 #: How close a row's two largest probabilities (or a single column's probability and 0.5)
@@ -44,61 +42,49 @@ def _label_output(signature: Signature) -> str | None:
     return ints[0].name if len(ints) == 1 else None
 
 
-def _label_rows(spec: TensorSpec, n_features: int, reference: Reference | None) -> list[np.ndarray]:
-    """Rows of 0, 1 and -1 (of them, what ``spec``'s type holds), then up to
-    :data:`LABEL_CHECK_ROWS` reference rows spread over the window, which reach more
-    than one class where the constant rows do not: two batches, each scored alone."""
-    values = [0.0, 1.0] if spec.dtype.kind == "u" else [0.0, 1.0, -1.0]
-    batches = [np.repeat(np.asarray(values, dtype=spec.dtype)[:, None], n_features, axis=1)]
-    if reference is not None:
-        x = reference.features
-        picked = np.unique(np.linspace(0, x.shape[0] - 1, LABEL_CHECK_ROWS).astype(np.int64))
-        x = np.asarray(x[picked], dtype=np.float64)
-        x = x[representable_rows(x, spec.dtype)]
-        if x.shape[0]:
-            batches.append(x.astype(spec.dtype))
-    return batches
+def label_check_rows(reference: Reference | None) -> np.ndarray | None:
+    """Up to :data:`LABEL_CHECK_ROWS` reference rows spread over the window (float64),
+    which reach more than one class where rows of 0, 1 and -1 do not: the rows the
+    candidate probe scores besides those (``check_rows`` of
+    :func:`shadow.inspect_candidate`, which keeps those the input's type holds)."""
+    if reference is None:
+        return None
+    x = reference.features
+    picked = np.unique(np.linspace(0, x.shape[0] - 1, LABEL_CHECK_ROWS).astype(np.int64))
+    return np.asarray(x[picked], dtype=np.float64)
 
 
-def check_label_output(
-    task: str, onnx_bytes: bytes, signature: Signature, reference: Reference | None
-) -> None:
+def check_label_output(task: str, info: CandidateInfo) -> None:
     """Refuse (``task_output_mismatch``) a classifier whose integer ``label`` output does
     not answer the class index its primary output is read by — a value past its last
     column, or one that is not the argmax of its probabilities (of a single column, 1
     above 0.5 and 0 below) on more than half the rows — on rows of 0, 1 and -1 and on
-    reference rows. A model trained on classes 1..3 answered ``label`` 1..3 while
-    its probabilities and every label fed back are indexed 0..2; its retune answered
-    0..2, and clients reading ``label`` got other codes once it was promoted. Rows whose
-    class is a near tie, or NaN, are not compared; a model with no such output, or whose
-    run on these rows fails (as serving would answer it), passes. The rows are scored in
-    runs of the batch the graph fixes, if it fixes one (:func:`shadow.run_rows`). The
-    candidate is loaded in this process: the sandboxed probe has loaded and scored it first."""
-    label = _label_output(signature)
+    reference rows (:func:`label_check_rows`), as the sandboxed probe scored them
+    (``info.scored``: two batches, each scored alone). A model trained on classes 1..3
+    answered ``label`` 1..3 while its probabilities and every label fed back are indexed
+    0..2; its retune answered 0..2, and clients reading ``label`` got other codes once it
+    was promoted. Rows whose class is a near tie, or NaN, are not compared; a model with
+    no such output, or whose run on these rows failed (as serving would answer it),
+    passes. The rows were scored in runs of the batch the graph fixes, if it fixes one
+    (:func:`shadow.run_rows`)."""
+    label = _label_output(info.signature)
     if label is None:
         return
-    primary = signature.primary_output
-    try:
-        session = OnnxModel.from_bytes(onnx_bytes, run_timeout_s=LABEL_CHECK_TIMEOUT_S)
-    except ShadowError as exc:
-        logger.warning("a %s model's %r output is not checked: %s", task, label, exc.message)
-        return
+    primary = info.signature.primary_output
     scored, labels = [], []
-    for rows in _label_rows(session.signature.input, session.signature.n_features, reference):
-        try:
-            outputs = run_rows(session, rows)
-        except ShadowError as exc:
+    for batch in info.scored.values():
+        if batch.error is not None:
             logger.warning(
                 "a %s model's %r output is not checked on %d rows: %s",
                 task,
                 label,
-                rows.shape[0],
-                exc.message,
+                batch.rows,
+                batch.error,
             )
             continue
-        answered = np.asarray(outputs[label]).reshape(-1)
-        if answered.shape[0] == rows.shape[0]:
-            scored.append(session.primary(outputs).astype(np.float64))
+        answered = np.asarray(batch.outputs[label]).reshape(-1)
+        if answered.shape[0] == batch.rows:
+            scored.append(batch.primary().astype(np.float64))
             labels.append(answered)
     if not scored:
         return

@@ -104,3 +104,25 @@ def test_a_candidate_refused_under_a_lower_hard_limit_names_that_limit(tmp_path:
     assert f"hard address-space limit ({HARD_LIMIT_MB} MiB" in refused["message"], refused
     assert "raise it if the model needs more" not in refused["message"], refused
     assert "retry later" not in refused["message"], refused  # the probe's run: not retried
+
+
+def test_a_candidate_refused_for_time_names_the_candidate_timeout(tmp_path: Path) -> None:
+    """A probe past ``scoring.candidate_timeout_s`` (here far below what any probe takes
+    to start its interpreter) is refused naming that setting, as ``load_memory`` names
+    ``scoring.candidate_memory_limit_mb``."""
+    config = build_config(
+        {"data_dir": str(tmp_path), "scoring": {"candidate_timeout_s": 0.001}}, env={}
+    )
+    daemon = Daemon(config, env={})
+    try:
+        metadata = VersionMetadata(task="regression", feature_names=feature_names(8))
+        with pytest.raises(RegistrationError) as info:
+            daemon.registry.register("slow", _folding_4gib_constant(), metadata, actor="t")
+        assert info.value.code == "load_timeout"
+        assert "took longer than 0.001 s" in info.value.message
+        assert (
+            "; the limit is `scoring.candidate_timeout_s` (0.001 s): raise it if the model "
+            "needs longer" in info.value.message
+        )
+    finally:
+        daemon.close()
