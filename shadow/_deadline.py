@@ -8,14 +8,19 @@ thread sets it on runs past their deadline, and the run then fails with
 :class:`~shadow.ShadowError` code ``run_timeout``.
 
 Each thread has a ``RunOptions`` of its own, so stopping one run stops no other. Starting
-and ending a watched run costs a dictionary entry and an uncontended lock (about a
-microsecond); the watchdog, started by the first watched run, wakes every
-:data:`POLL_S` seconds.
+and ending a watched run costs a dictionary entry and an uncontended lock (under a
+microsecond). The watchdog, started by the first watched run, sleeps until the earliest
+deadline in flight, and with no timeout while nothing is: it polled every 50 ms, from the
+first scored request on, for good (a fifth of an idle daemon's CPU). A run wakes it only
+when its deadline comes before the one it sleeps until (nothing in flight, or a shorter
+timeout than the runs before); a run ending never does, so the watchdog wakes once more at
+the deadline of the last run that ended, finds nothing, and sleeps.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import threading
 import time
@@ -29,17 +34,18 @@ class Stoppable(Protocol):
     terminate: bool
 
 
-#: How often the watchdog looks at the runs in flight: a run is stopped at most this
-#: much after its deadline.
-POLL_S: Final = 0.05
-
 _local = threading.local()
 _tokens = itertools.count()
-# token -> (deadline on time.monotonic(), the run's options); set and popped by the
-# running threads, read by the watchdog (dict operations are atomic under the GIL)
+# token -> (deadline on time.monotonic(), the run's options); set by the running threads
+# with no lock (dict operations are atomic under the GIL), popped by them and read by the
+# watchdog under _lock
 _inflight: dict[int, tuple[float, Stoppable]] = {}
 _expired: set[int] = set()
-_lock = threading.Lock()
+_lock = threading.Lock()  # taken bare by end(): a Condition's own `with` costs more
+_changed = threading.Condition(_lock)
+# the deadline the watchdog sleeps until: inf while it sleeps with no timeout, while it
+# looks at the runs in flight, and before it starts; a run with an earlier one wakes it
+_wakes_at = math.inf
 _watchdog: threading.Thread | None = None
 
 
@@ -54,11 +60,17 @@ def thread_options(make: Callable[[], Stoppable]) -> Stoppable:
 
 
 def watch(options: Stoppable, timeout_s: float) -> int:
-    """Start watching a run that uses ``options``; returns its token for :func:`end`."""
+    """Start watching a run that uses ``options``; returns its token for :func:`end`.
+
+    The run is in :data:`_inflight` before :data:`_wakes_at` is read: a watchdog that
+    listed the runs without it has set ``_wakes_at`` by then (to ``inf`` while it looks,
+    then to the earliest deadline it found), so the run either wakes it or comes due no
+    sooner than its wake-up."""
     token = next(_tokens)
-    _inflight[token] = (time.monotonic() + timeout_s, options)
-    if _watchdog is None:
-        _start_watchdog()
+    deadline = time.monotonic() + timeout_s
+    _inflight[token] = (deadline, options)
+    if deadline < _wakes_at:  # the watchdog would look too late, or never
+        _wake_watchdog()
     return token
 
 
@@ -80,9 +92,11 @@ def end(token: int, options: Stoppable | None) -> bool:
 def _after_fork_in_child() -> None:
     """A forked child has only the forking thread: no watchdog, and maybe a lock some
     other thread held. Start afresh; the child's first watched run starts a watchdog."""
-    global _watchdog, _lock
+    global _watchdog, _lock, _changed, _wakes_at
     _watchdog = None
     _lock = threading.Lock()
+    _changed = threading.Condition(_lock)
+    _wakes_at = math.inf
     _inflight.clear()
     _expired.clear()
 
@@ -90,25 +104,38 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _start_watchdog() -> None:
+def _wake_watchdog() -> None:
+    """Start the watchdog, or have it look at the runs in flight again. Under the lock it
+    holds while it looks, so the notice reaches it waiting, not looking."""
     global _watchdog
-    with _lock:
+    with _changed:
         if _watchdog is None:
             _watchdog = threading.Thread(target=_watch, name="onnx-run-deadline", daemon=True)
             _watchdog.start()
+        else:
+            _changed.notify()
 
 
 def _watch() -> None:
-    while True:
-        time.sleep(POLL_S)
-        now = time.monotonic()
-        for token, (deadline, options) in list(_inflight.items()):
-            if now < deadline or token in _expired:
-                continue
-            with _lock:
-                if token in _inflight:
+    """Stop the runs past their deadline, then sleep until the next deadline in flight
+    (with no timeout if there is none) or until a run with an earlier one starts. Runs
+    already stopped wait only for their :func:`end`."""
+    global _wakes_at
+    with _changed:
+        while True:
+            _wakes_at = math.inf  # before listing: a run started meanwhile notifies
+            now = time.monotonic()
+            earliest = math.inf
+            for token, (deadline, options) in list(_inflight.items()):
+                if token in _expired:
+                    continue
+                if deadline <= now:
                     _expired.add(token)
                     options.terminate = True
+                elif deadline < earliest:
+                    earliest = deadline
+            _wakes_at = earliest
+            _changed.wait(None if earliest == math.inf else earliest - now)
 
 
 class RunBreaker:

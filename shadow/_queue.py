@@ -68,7 +68,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final, Literal
 
-from shadow._deadline import POLL_S
 from shadow._deployment import LoadedVersion
 from shadow._jobs import FailureLog, ShadowJob, ShadowResult, score_many
 from shadow._onnx import thread_run_options
@@ -80,6 +79,8 @@ _STOP: Final = object()
 
 #: How long :meth:`ShadowQueue.close` waits for workers whose runs it stopped.
 STOP_GRACE_S: Final = 1.0
+#: How often :meth:`ShadowQueue._stop_runs` sets ``terminate`` again while it waits.
+STOP_POLL_S: Final = 0.05
 
 #: The default ``max_bytes``: request rows the jobs waiting may hold (``None``: no bound).
 DEFAULT_MAX_BYTES: Final = 256 * 2**20
@@ -344,7 +345,7 @@ class ShadowQueue:
             for options in run_options:
                 options.terminate = True
             for thread in self._threads:
-                thread.join(POLL_S)
+                thread.join(STOP_POLL_S)
         if self.running:  # a model without run_timeout_s, or on_result
             logger.warning("shadow queue %s: a worker outlived its stopped runs", self.name)
 
