@@ -14,6 +14,10 @@ alone answers that column alone.
 float32 thresholds can flip tree paths, so an export is only trusted after
 :func:`check_parity` has compared it with the estimator on held-out rows, scoring the
 ONNX side with :class:`shadow.OnnxModel` — the same loader that serves.
+
+The bytes are canonical for a given estimator and set of library versions: the process's
+``PYTHONHASHSEED`` changes none of them (:func:`_sort_opsets`), so a refit's sha256 can be
+matched with a registered artefact's.
 """
 
 from __future__ import annotations
@@ -192,8 +196,20 @@ def to_onnx(
         if one_column and classifier is not None and len(classifier.classes_) == 2:
             _positive_column(proto.graph, like.output(like.primary_output).rank)
         _rename_outputs(proto.graph, like)
+    _sort_opsets(proto)
     data: bytes = proto.SerializeToString()
     return data
+
+
+def _sort_opsets(proto: onnx.ModelProto) -> None:
+    """List the model's opsets by domain: skl2onnx lists them in the order of a Python set
+    of ``(domain, version)``, which follows the process's ``PYTHONHASHSEED``, so the same
+    fitted estimator exported to other bytes (another sha256) in about one process in six.
+    The order means nothing to a runtime; sorted, the bytes depend only on the estimator and
+    the library versions."""
+    opsets = sorted((o.domain, o.version) for o in proto.opset_import)
+    del proto.opset_import[:]
+    proto.opset_import.extend(helper.make_opsetid(domain, version) for domain, version in opsets)
 
 
 def _value_names(graph: onnx.GraphProto) -> set[str]:

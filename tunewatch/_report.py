@@ -2,14 +2,15 @@
 
 For every version: its tags, what triggered it, the data window and its version, the
 search space (as the study searched it, whatever its file holds now) and warm-start plan,
-the trials and fold scores, the hyperparameter importances, the comparison evidence with
-intervals (that of the tests it lost or won as the champion, of the rollbacks that would
-restore it, and of the rollback watches that confirmed it, included), the guardrails, and
-the decisions with their approvers (a replaced champion's included). A version imported
-from another store says where from (the source's study, job and trigger, the bundle,
-who imported it) and when the source store created it, and has the import among its
-decisions. All is read back from the store, so a report can be rebuilt at any time and
-always says what the audit log says.
+the trials, the CV they were scored with (scheme, folds, seed) and the fold scores, the
+hyperparameter importances, the library versions it was exported with, the comparison
+evidence with intervals (that of the tests it lost or won as the champion, of the
+rollbacks that would restore it, and of the rollback watches that confirmed it,
+included), the guardrails, and the decisions with their approvers (a replaced champion's
+included). A version imported from another store says where from (the source's study,
+job and trigger, the bundle, who imported it) and when the source store created it, and
+has the import among its decisions. All is read back from the store, so a report can be
+rebuilt at any time and always says what the audit log says.
 
 A version's details are free JSON its registrant writes: the report presents an import,
 a tuning job and its trigger only as the audit log confirms them (an import's entry
@@ -129,6 +130,7 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
                 rows=(
                     ("ONNX parity error (max abs)", d.get("parity_error")),
                     ("measured p99 latency at batch 1 (s)", d.get("latency_p99_s")),
+                    ("library versions at export", _environment(d.get("environment"))),
                 ),
             ),
             found,
@@ -165,8 +167,7 @@ def _tuning_section(d: dict[str, Any], found: Provenance) -> Section:
                 # with its parameters: a best cost under another cost matrix is another
                 # figure
                 ("objective", with_params(objective, d.get("objective_params"))),
-                ("CV scheme", mapping(d.get("cv")).get("scheme")),
-                ("CV group column", mapping(d.get("cv")).get("group_column")),
+                *_cv_rows(mapping(d.get("cv"))),
                 (
                     f"best CV {name or 'loss (lower is better)'}",
                     best if name is None else score(best, name),
@@ -182,6 +183,45 @@ def _tuning_section(d: dict[str, Any], found: Provenance) -> Section:
         ),
         found,
     )
+
+
+def _cv_rows(cv: dict[str, Any]) -> tuple[Row, ...]:
+    """The CV the study scored trials with: its scheme, folds and seed, a time series'
+    gap and test size, nested CV's outer folds, the fold-spread veto. A version tuned
+    before versions recorded the folds and the seed shows a dash for them."""
+    rows: list[Row] = [
+        ("CV scheme", cv.get("scheme")),
+        ("CV group column", cv.get("group_column")),
+        ("CV folds", cv.get("n_splits")),
+    ]
+    if "gap" in cv or "test_size" in cv:
+        size = cv.get("test_size")
+        rows += [
+            ("CV time-series gap (rows)", cv.get("gap")),
+            ("CV test size (rows)", "the window's rows // (folds + 1)" if size is None else size),
+        ]
+    outer = mapping(cv.get("outer"))
+    if outer:
+        rows.append(
+            ("CV outer folds", f"{fmt(outer.get('n_splits'))} ({fmt(outer.get('scheme'))})")
+        )
+    rows.append(("CV seed", cv.get("seed")))
+    if "max_fold_spread" in cv:
+        spread = cv["max_fold_spread"]
+        rows.append(("max fold spread (veto)", "none" if spread is None else spread))
+    return tuple(rows)
+
+
+def _environment(environment: Any) -> str:
+    """The library versions the version was fitted and exported with: Python's and
+    tunewatch's first, then each package's, as recorded."""
+    versions = mapping(environment)
+    if not versions:
+        return "not recorded"
+    named = {"python": "Python", "tunewatch": "tunewatch"}
+    first = [f"{label} {fmt(versions[k])}" for k, label in named.items() if k in versions]
+    rest = [f"{k} {fmt(v)}" for k, v in versions.items() if k not in named]
+    return ", ".join([*first, *rest])
 
 
 def _study(study: str | None, imported: dict[str, Any] | None) -> str | None:

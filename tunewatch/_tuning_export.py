@@ -7,6 +7,8 @@ candidate is the job's (:class:`tunewatch._tuning.TuningJobRunner`)."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
+import platform
 import time
 from typing import Any
 
@@ -14,8 +16,9 @@ import numpy as np
 
 from monitor.objectives import Objective
 from retune import ExportedModel, TuningResult, refit_and_export
-from retune.cv import CVScheme, out_of_fold
+from retune.cv import CVScheme, NestedCV, TimeSeriesCV, out_of_fold
 from shadow import OnnxModel, run_rows
+from tunewatch import __version__
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import TuningJobConfig
 from tunewatch._objective_display import objective_params
@@ -24,6 +27,18 @@ from tunewatch.store import JobRow, ModelRow, Store, VersionRow
 
 #: The window rows whose one-row latency the candidate's ``latency_p99_s`` detail is of.
 LATENCY_ROWS = 200
+
+#: The distributions whose versions decide a tuned version's folds, fit and ONNX bytes:
+#: its ``environment`` detail records each (with Python's and tunewatch's).
+ENVIRONMENT_PACKAGES = (
+    "numpy",
+    "scipy",
+    "scikit-learn",
+    "optuna",
+    "skl2onnx",
+    "onnx",
+    "onnxruntime",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +154,7 @@ def export_candidate(
         "fold_scores": list(result.fold_scores_of_best.scores),
         "fold_spread": result.fold_scores_of_best.spread,
         "importances": importances,
-        "cv": {"scheme": cv.name, "group_column": tj.cv_group_column},
+        "cv": cv_details(cv, tj),
         "nested_estimate": nested_estimate,
         "parity_error": exported.parity_error,
         "latency_p99_s": float(np.quantile(latencies, 0.99)),
@@ -161,6 +176,8 @@ def export_candidate(
         # the outer studies of `cv: nested`, which the main study's figures leave out:
         # their names, trials and seconds summed (none without nested CV)
         "nested": nested,
+        # what an auditor refitting the version needs to get its artefact's bytes again
+        "environment": environment(),
     }
     # what monitors calibrate on: the winner's scores of rows it did not train on (its
     # own scores of its training rows are overconfident), in the columns it answers:
@@ -171,3 +188,43 @@ def export_candidate(
     if session.signature.primary_width == 1 and scores.shape[1] == 2:
         scores = scores[:, 1:]
     return Candidate(exported=exported, details=details, scores=scores)
+
+
+def cv_details(cv: CVScheme, tuning: TuningJobConfig) -> dict[str, Any]:
+    """The version's ``cv`` detail: the scheme the job ran (``cv``, built from ``tuning``
+    by :func:`tunewatch._tuning_cv.cv_scheme`) with its folds (a time series' gap and
+    test size too), the group column, the seed the folds were drawn with and the fold
+    spread that vetoed trials; for ``cv: nested``, its ``inner`` and ``outer`` schemes.
+    Without them the folds a winner was scored on were in the Optuna study alone."""
+    details: dict[str, Any] = {
+        **_scheme_details(cv),
+        "group_column": tuning.cv_group_column,
+        "seed": tuning.seed,
+        "max_fold_spread": cv.max_fold_spread,
+    }
+    if isinstance(cv, NestedCV):
+        details["inner"] = _scheme_details(cv.inner)
+        details["outer"] = _scheme_details(cv.outer)
+    return details
+
+
+def _scheme_details(cv: CVScheme) -> dict[str, Any]:
+    details: dict[str, Any] = {"scheme": cv.name, "n_splits": cv.n_splits}
+    if isinstance(cv, TimeSeriesCV):
+        # test_size None: scikit-learn's, the window's rows // (n_splits + 1)
+        details.update(gap=cv.gap, test_size=cv.test_size)
+    return details
+
+
+def environment() -> dict[str, str | None]:
+    """The version's ``environment`` detail: the installed version of each of
+    :data:`ENVIRONMENT_PACKAGES` (``None`` where one is not installed), Python's and
+    tunewatch's. The same winner refit under other versions may fit or export to other
+    bytes: an auditor matching a registered artefact's sha256 needs these."""
+    versions: dict[str, str | None] = {}
+    for package in ENVIRONMENT_PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return {**versions, "python": platform.python_version(), "tunewatch": __version__}

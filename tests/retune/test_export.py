@@ -2,6 +2,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -376,3 +381,53 @@ def test_an_export_like_a_vector_regressor_answers_a_vector(fitted: Fitted, dtyp
     exported = refit_and_export({"estimator": "ridge"}, x, y, like=like)
     assert OnnxModel.from_bytes(exported.onnx).signature.outputs == like.outputs
     assert exported.parity_error <= 1e-4
+
+
+#: A child that exports the pickled pipeline it is given, plain and like a float64
+#: signature, and prints the two sha256.
+_EXPORT_CHILD = """
+import hashlib, pickle, sys
+import numpy as np
+from retune import to_onnx
+from shadow import Signature, TensorSpec
+with open(sys.argv[1], "rb") as f:
+    pipeline = pickle.load(f)
+n = pipeline.n_features_in_
+like = Signature(
+    input=TensorSpec(name="float_input", dtype=np.dtype(np.float64), shape=(None, n)),
+    outputs=(
+        TensorSpec(name="output_label", dtype=np.dtype(np.int64), shape=(None,)),
+        TensorSpec(name="output_probability", dtype=np.dtype(np.float64), shape=(None, 2)),
+    ),
+    primary_output="output_probability",
+)
+for exported in (to_onnx(pipeline, n), to_onnx(pipeline, n, like=like)):
+    print(hashlib.sha256(exported).hexdigest())
+"""
+
+
+def test_export_bytes_do_not_depend_on_the_hash_seed(tmp_path: Path) -> None:
+    # skl2onnx lists the graph's opsets in the order of a Python set, which follows the
+    # process's PYTHONHASHSEED: a refit of the same pipeline gave another sha256 in about
+    # one process in six (seed 6 of 0..7 here), and an auditor could not match the artefact
+    x, y = binary(seed=3, n=120, n_features=4)
+    params = {"estimator": "gradient_boosting", "gb_n_estimators": 3, "scaler": "none"}
+    pickled = tmp_path / "pipeline.pkl"
+    pickled.write_bytes(pickle.dumps(fit_pipeline(params, x, y, seed=0)))
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _EXPORT_CHILD, str(pickled)],
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in range(8)
+    ]
+    printed = []
+    for child in children:
+        out, err = child.communicate()
+        assert child.returncode == 0, err
+        printed.append(tuple(out.split()))
+    assert len(printed[0]) == 2
+    assert set(printed) == {printed[0]}, printed

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.metadata
 import json
 import logging
+import platform
 import re
 import time
 from collections.abc import Iterator
@@ -17,11 +19,13 @@ from typing import Any
 import numpy as np
 import optuna
 import pytest
+import sklearn
 import yaml
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
 from sklearn.linear_model import LogisticRegression
 
+import tunewatch
 from monitor.objectives import make_objective
 from retune import study_progress, to_onnx
 from retune.cv import (
@@ -67,7 +71,9 @@ SPACE = {
                         "low": 0.01,
                         "high": 10.0,
                         "log": True,
-                        "safe": [0.1, 5.0],
+                        # the whole range: which C a few seeded trials reach is not
+                        # these tests' business (a winner outside waited for an approver)
+                        "safe": [0.01, 10.0],
                     }
                 },
                 "gradient_boosting": {
@@ -1046,6 +1052,25 @@ def test_a_job_s_cv_follows_tuning_cv_and_its_gap(
     assert cv_scheme(TuningJobConfig(**tuning), task) == expected  # type: ignore[arg-type]
 
 
+def test_a_time_series_job_records_its_gap_and_test_size() -> None:
+    """A tuned version's details named the CV scheme alone: the gap a time-series job left
+    between training and test rows was in the Optuna study only."""
+    from tunewatch._config import TuningJobConfig
+    from tunewatch._tuning import cv_scheme
+    from tunewatch._tuning_export import cv_details
+
+    tj = TuningJobConfig(cv="time_series", cv_gap=20, cv_folds=4, seed=7, max_fold_spread=0.2)
+    assert cv_details(cv_scheme(tj, "regression"), tj) == {
+        "scheme": "time_series",
+        "group_column": None,
+        "n_splits": 4,
+        "gap": 20,
+        "test_size": None,
+        "seed": 7,
+        "max_fold_spread": 0.2,
+    }
+
+
 def _window_of_a_manual_job(d: Daemon) -> tuple[np.ndarray, np.ndarray, int]:
     outcome = d.dispatcher.handle(MODEL, "manual", {})
     assert outcome.job_id is not None
@@ -1129,7 +1154,25 @@ def test_grouped_cv_from_config_keeps_each_group_in_one_fold(
         job = _runner(d).run(outcome.job_id)
         assert job.status == "succeeded", job.error
         version = d.store.get_version(MODEL, 2)
-        assert version.details["cv"] == {"scheme": "group_kfold", "group_column": "x7"}
+        # the folds and the seed they were drawn with were in the Optuna study alone
+        assert version.details["cv"] == {
+            "scheme": "group_kfold",
+            "group_column": "x7",
+            "n_splits": 2,
+            "seed": 0,
+            "max_fold_spread": None,
+        }
+        # no library version was recorded: a refit could not be matched to the artefact
+        environment = version.details["environment"]
+        assert environment["scikit-learn"] == sklearn.__version__
+        assert environment["python"] == platform.python_version()
+        assert environment["tunewatch"] == tunewatch.__version__
+        for package in ("numpy", "scipy", "optuna", "onnxruntime", "skl2onnx", "onnx"):
+            assert environment[package] == importlib.metadata.version(package), package
+        md = build_report(d.store, d.config, MODEL, 2).markdown()
+        assert "- **CV folds**: 2" in md and "- **CV seed**: 0" in md
+        assert f"scikit-learn {sklearn.__version__}" in md
+        assert f"Python {platform.python_version()}" in md
         model = d.store.get_model(MODEL)
         x, y, _ = _runner(d)._training_window(
             model, d.config.model_or_default(MODEL, model.task), job
@@ -1187,6 +1230,9 @@ def test_nested_cv_from_config_scores_the_tuning_on_outer_rows_it_never_saw(
             assert estimate["outer_scores"][k] == pytest.approx(loss)
         md = build_report(d.store, d.config, MODEL, 2).markdown()
         assert "- **CV scheme**: nested" in md
+        assert version.details["cv"]["outer"] == {"scheme": "stratified_kfold", "n_splits": 2}
+        assert version.details["cv"]["inner"] == {"scheme": "stratified_kfold", "n_splits": 2}
+        assert "- **CV outer folds**: 2 (stratified_kfold)" in md
         mean, std = estimate["mean"], estimate["std"]
         row = f"- **nested CV estimate (outer folds)**: {mean:.4g} ± {std:.4g} over 2, tuned cold"
         assert row in md
