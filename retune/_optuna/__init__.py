@@ -9,12 +9,13 @@ Optuna's experimental features used here (heartbeats, stale-trial retry,
 those calls only.
 
 A front over one module per job: :mod:`._storage` (opening, closing, translating errors),
-:mod:`._sampler` (the plan-aware sampler), :mod:`._handles` (a worker's study and
+:mod:`._sampler` (the study's sampler: plan-aware, each trial's randomness derived from
+the tuning seed and its number), :mod:`._handles` (a worker's study and
 trials), :mod:`._reads` (history, its importances, progress), :mod:`._importances` (a
 finished study's importances), :mod:`._logs` (Optuna's log of a trial failed on purpose,
-on one line), :mod:`._pins` (what a shared study pins for its workers: its token and its
-heartbeat interval), :mod:`._archive` (moving a finished study to an archive storage,
-which the readers of :mod:`._reads` fall back to).
+on one line), :mod:`._pins` (what a shared study pins for its workers: its token, its
+heartbeat interval and its sampler seed), :mod:`._archive` (moving a finished study to
+an archive storage, which the readers of :mod:`._reads` fall back to).
 """
 
 from retune._optuna._archive import archive_study, study_names
@@ -33,7 +34,7 @@ from retune._optuna._importances import (
     StudyImportances,
     study_importances,
 )
-from retune._optuna._pins import StudyPins, begin_study, study_pins
+from retune._optuna._pins import SAMPLER_SEED_ATTR, StudyPins, begin_study, study_pins
 from retune._optuna._reads import StudyProgress, load_history, param_importances, study_progress
 from retune._optuna._sampler import PlanSampler, _narrow
 from retune._optuna._storage import (
@@ -52,6 +53,7 @@ __all__ = [
     "MIN_IMPORTANCE_TRIALS",
     "OUTCOME",
     "RUN_ATTR",
+    "SAMPLER_SEED_ATTR",
     "STALE_AFTER_HEARTBEATS",
     "FailTrial",
     "PlanSampler",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from retune._budget import TIME_LIMITS, PrunerKind
 from retune._errors import StudyError
 from retune._optuna._logs import install_fail_trial_filter
-from retune._optuna._pins import HEARTBEAT_ATTR, begun_here, pins_of
+from retune._optuna._pins import HEARTBEAT_ATTR, pin_sampler_seed, pins_of
 from retune._optuna._sampler import _sampler
 from retune._optuna._storage import (
     FailTrial,
@@ -125,7 +124,7 @@ class StudyHandle:
         self._study = study
         self._storage = storage  # as opened: the study holds it wrapped in a cache
         self.created = created
-        self.seed = seed  # this worker's sampler seed
+        self.seed = seed  # the study's sampler seed (pin_sampler_seed)
         self.name = study.study_name
         self.stopped_by: str | None = None
         # RUNNING trials with no heartbeat row: trial id -> when first seen so (monotonic)
@@ -376,10 +375,11 @@ def open_study(
 ) -> StudyHandle:
     """Create the study, or join it if it exists (another worker, or a restart).
 
-    The creating worker samples with ``seed`` (as does this process's first open of a
-    study it began with :func:`~retune._optuna._pins.begin_study`); a joining worker with
-    a seed of its own (random: workers on other hosts may share a pid), so workers do not
-    propose the same points.
+    Every worker samples trial ``n`` with randomness derived from the study's seed (the
+    one its first worker pinned: ``seed``, for a study that pins none) and ``n``
+    (:class:`~retune._optuna._sampler.TrialSeededSampler`): a resumed study proposes what
+    the uninterrupted one did on the same history, and joining workers propose different
+    points, their trials' numbers differing.
 
     With heartbeats, the study's interval is the one pinned by its first worker that had
     them (this one, for a study that pins none): a worker given another heartbeats, and
@@ -391,9 +391,11 @@ def open_study(
         on_failure.callback(close_storage, backend)
         with _translated(study_name, "opening storage", storage):
             exists = study_name in optuna.get_all_study_names(backend)
-        created = not exists or begun_here(storage, study_name)
-        worker_seed = seed if created else secrets.randbits(31)
-        study = _created_or_loaded(backend, study_name, worker_seed, plan, pruner)
+        created = not exists
+        study = _created_or_loaded(backend, study_name, seed, plan, pruner)
+        study_seed = pin_sampler_seed(study, seed)
+        if study_seed != seed:
+            study.sampler = _sampler(plan, seed=study_seed)
         pinned = _pinned_interval(study, heartbeat_interval)
         if pinned is not None and pinned != heartbeat_interval:
             logger.info(
@@ -407,9 +409,9 @@ def open_study(
             with _translated(study_name, "opening storage", storage):
                 backend = make_storage(storage, heartbeat_interval=pinned)
             on_failure.callback(close_storage, backend)
-            study = _created_or_loaded(backend, study_name, worker_seed, plan, pruner)
+            study = _created_or_loaded(backend, study_name, study_seed, plan, pruner)
         on_failure.pop_all()
-    return StudyHandle(study, created=created, seed=worker_seed, storage=backend)
+    return StudyHandle(study, created=created, seed=study_seed, storage=backend)
 
 
 def _created_or_loaded(
@@ -446,5 +448,5 @@ def _pinned_interval(study: optuna.Study, heartbeat_interval: int | None) -> int
 
 def rebuild_sampler(handle: StudyHandle, plan: WarmStartPlan | None) -> None:
     """Swap in the sampler of ``plan`` (a joining or resuming worker adopting the study's
-    stored plan, which may be empty or none), with the worker's own seed."""
+    stored plan, which may be empty or none), with the study's seed."""
     handle._study.sampler = _sampler(plan, seed=handle.seed)

@@ -12,30 +12,37 @@ The heartbeat interval is pinned by the first worker that opens the study with
 heartbeats (:func:`begin_study`, or :func:`~retune._optuna.open_study`), and adopted by
 every other: each judged a trial stale by its own interval, and one at 2 s (a grace of
 4 s) failed the trials a worker at 20 s was training.
+
+The sampler seed is pinned by the first worker that opens the study (:func:`pin_sampler_seed`),
+with the rule deriving each trial's randomness from it and the trial's number
+(:data:`~retune._optuna._sampler.SAMPLER_SEED_RULE`): every worker, and every resumption,
+samples trial ``n`` alike, and a report can show how any trial can be replayed.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
 
+from retune._errors import StudyError
+from retune._optuna._sampler import SAMPLER_SEED_RULE
 from retune._optuna._storage import _sqlite_file, _translated, close_storage, make_storage
+
+logger = logging.getLogger(__name__)
 
 #: Study attribute: the token its first worker began it with (:func:`begin_study`).
 TOKEN_ATTR = "study_token"
 #: Study attribute: the heartbeat interval (seconds) all its workers use.
 HEARTBEAT_ATTR = "heartbeat_interval"
-
-# The studies this process began with begin_study and has not opened since: the first
-# open_study of one samples with the caller's seed, as the worker creating a study does
-# (another worker joining it samples with a random one).
-_BEGUN_HERE: set[tuple[str, str]] = set()
-_BEGUN_LOCK = threading.Lock()
+#: Study attribute: the seed its trials sample with, and the rule deriving each trial's
+#: randomness from it (``{"format_version", "seed", "rule"}``: :func:`pin_sampler_seed`).
+SAMPLER_SEED_ATTR = "sampler_seed"
+SAMPLER_SEED_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,13 +68,11 @@ def begin_study(
 ) -> StudyPins:
     """Create study ``study_name`` in ``storage`` pinned with ``token`` and
     ``heartbeat_interval``, or find it (a worker resuming it): returns the pins it holds,
-    those it lacked set to these. This process's first :func:`open_study` of a study it
-    created so samples with its seed."""
+    those it lacked set to these."""
     with _translated(study_name, "opening storage", storage):
         backend = make_storage(storage, heartbeat_interval=None)
     try:
         with _translated(study_name, "beginning the study", storage):
-            exists = study_name in optuna.get_all_study_names(backend)
             study = optuna.create_study(
                 storage=backend, study_name=study_name, direction="minimize", load_if_exists=True
             )
@@ -78,9 +83,6 @@ def begin_study(
                     attrs[key] = value
     finally:
         close_storage(backend)
-    if not exists:
-        with _BEGUN_LOCK:
-            _BEGUN_HERE.add((storage, study_name))
     return pins_of(attrs)
 
 
@@ -103,11 +105,43 @@ def study_pins(*, storage: str, study_name: str) -> StudyPins | None:
         close_storage(backend)
 
 
-def begun_here(storage: str, study_name: str) -> bool:
-    """Whether this process began study ``study_name`` with :func:`begin_study` and this
-    is its first open since (forgotten once asked)."""
-    with _BEGUN_LOCK:
-        if (storage, study_name) not in _BEGUN_HERE:
-            return False
-        _BEGUN_HERE.discard((storage, study_name))
-        return True
+def pin_sampler_seed(study: optuna.Study, seed: int) -> int:
+    """The seed ``study``'s trials sample with: the one it pins, pinned now to ``seed``
+    (with :data:`~retune._optuna._sampler.SAMPLER_SEED_RULE`) if it pins none. A worker
+    given another adopts the study's, and says so. Raises :class:`StudyError` for a pin of
+    a newer format, whose rule this version cannot follow."""
+    name = study.study_name
+    with _translated(name, "pinning its sampler seed"):
+        pinned = study.user_attrs.get(SAMPLER_SEED_ATTR)
+        if pinned is None:
+            study.set_user_attr(
+                SAMPLER_SEED_ATTR,
+                {
+                    "format_version": SAMPLER_SEED_FORMAT_VERSION,
+                    "seed": seed,
+                    "rule": SAMPLER_SEED_RULE,
+                },
+            )
+            return seed
+    version = pinned.get("format_version") if isinstance(pinned, dict) else None
+    study_seed = pinned.get("seed") if isinstance(pinned, dict) else None
+    if (
+        not isinstance(version, int)
+        or version > SAMPLER_SEED_FORMAT_VERSION
+        or not isinstance(study_seed, int)
+    ):
+        raise StudyError(
+            f"`{SAMPLER_SEED_ATTR}` must have a format_version <= "
+            f"{SAMPLER_SEED_FORMAT_VERSION}, got {version!r}: the study was begun by a newer "
+            "retune, whose trials this one would sample otherwise; resume it with that one",
+            study_name=name,
+        )
+    if study_seed != seed:
+        logger.info(
+            "study %s: sampler seed %d, pinned when the study began; this worker was given "
+            "%d, and samples with the study's",
+            name,
+            study_seed,
+            seed,
+        )
+    return study_seed

@@ -1,9 +1,19 @@
-"""The plan-aware sampler: TPE drawing inside a warm-start plan's box, honouring its
-frozen parameters and letting a share of trials explore the full space."""
+"""The study's sampler: TPE drawing inside a warm-start plan's box, honouring its frozen
+parameters and letting a share of trials explore the full space, each trial with
+randomness of its own derived from the tuning seed and the trial's number.
+
+Derived per trial, not per worker: a study stopped and resumed (or a worker restarted)
+proposes, trial by trial, what the uninterrupted study proposed on the same history, and
+every trial can be replayed from the study's recorded seed (:data:`SAMPLER_SEED_RULE`);
+workers joining one study propose different points, their trials' numbers differing.
+Which history a trial sees (the trials finished before it) is the only other input, so
+a study several workers share is reproducible trial by trial only as far as their
+timing is.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +31,81 @@ from retune.space._params import grid_bounds
 from retune.warmstart._base import WarmStartPlan
 
 _CATEGORICAL_TRIES = 8
+
+#: How trial ``n`` of a study tuned with ``seed`` draws, as recorded with the study.
+SAMPLER_SEED_RULE = (
+    "trial n samples with TPESampler(seed=s) (its start-up RandomSampler too) and draws "
+    "the warm-start plan's own picks with numpy.random.default_rng(s), where "
+    "s = int(numpy.random.SeedSequence([seed, n]).generate_state(1)[0])"
+)
+
+
+def trial_seed(seed: int, number: int) -> int:
+    """The seed trial ``number`` of a study tuned with ``seed`` samples with
+    (:data:`SAMPLER_SEED_RULE`): 32 bits, as numpy's legacy ``RandomState`` (Optuna's)
+    takes."""
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+class TrialSeededSampler(BaseSampler):
+    """Hands each trial to a sampler ``make`` builds for it, seeded with
+    :func:`trial_seed` of ``seed`` and the trial's number, so that a trial's draws depend on
+    the study's seed, the trial's number and the history it sees, not on which worker runs
+    it nor on the trials that worker ran before.
+
+    One trial at a time: Optuna calls :meth:`before_trial` as a trial begins, then the
+    sampling methods and :meth:`after_trial` for that trial (a study here runs one trial
+    at a time per process, ``n_jobs=1``)."""
+
+    def __init__(self, make: Callable[[int], BaseSampler], *, seed: int) -> None:
+        self._make = make
+        self._seed = seed
+        self._number: int | None = None
+        self._current: BaseSampler | None = None
+
+    def _for(self, trial: FrozenTrial, *, fresh: bool = False) -> BaseSampler:
+        if fresh or self._current is None or self._number != trial.number:
+            self._current = self._make(trial_seed(self._seed, trial.number))
+            self._number = trial.number
+        return self._current
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self._for(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self._for(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._for(trial, fresh=True).before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._for(trial).after_trial(study, trial, state, values)
+        self._current = self._number = None
+
+    def reseed_rng(self) -> None:
+        """Nothing to reseed: each trial's generators are derived from the study's seed and
+        the trial's number, and reseeding them from entropy (as Optuna does before running
+        trials in ``n_jobs`` threads, which this study does not) would make the trial
+        unrepeatable."""
 
 
 class PlanSampler(BaseSampler):
@@ -136,8 +221,17 @@ def _narrow(
 
 def _sampler(plan: WarmStartPlan | None, *, seed: int) -> BaseSampler:
     """TPE narrowed by ``plan`` (:class:`PlanSampler`), or plain TPE for no plan or one
-    that narrows nothing (cost ceilings only: they reject configurations, not draws)."""
-    base = TPESampler(seed=seed)
+    that narrows nothing (cost ceilings only: they reject configurations, not draws),
+    seeded per trial from ``seed`` (:class:`TrialSeededSampler`)."""
     if plan is None or (plan.is_empty and not plan.explore_every):
-        return base
-    return PlanSampler(base, plan, seed=seed)
+        return TrialSeededSampler(_tpe, seed=seed)
+    narrowing = plan
+
+    def make(seed_of_trial: int) -> BaseSampler:
+        return PlanSampler(_tpe(seed_of_trial), narrowing, seed=seed_of_trial)
+
+    return TrialSeededSampler(make, seed=seed)
+
+
+def _tpe(seed: int) -> BaseSampler:
+    return TPESampler(seed=seed)
