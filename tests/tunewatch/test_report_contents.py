@@ -247,7 +247,8 @@ def test_a_tuned_version_s_report_shows_the_space_it_searched_after_the_file_cha
         section = _section(md, "Searched space")
         assert "| parameter | type | range or choices | log | safe | searched when |" in section
         assert "| scaler | categorical | none, standard | — | — | — |" in section
-        assert r"| C | float | \[0.01, 10\] | yes | \[0.01, 10\] | estimator = logistic |" in section
+        c_row = r"| C | float | \[0.01, 10\] | yes | \[0.01, 10\] | estimator = logistic |"
+        assert c_row in section
         assert (
             r"| gb_n_estimators | int | \[10, 30\] step 10 | no | — | "
             "estimator = gradient_boosting |" in section
