@@ -58,9 +58,15 @@ def test_a_replica_whose_commits_fail_on_a_full_disk_is_not_ready_until_one_succ
     root = filled(Path(running.daemon.config.data_dir))
     failed = [_infer(running) for _ in range(20)]
     assert any(r.status_code == 503 for r in failed), [r.status_code for r in failed]
+    # a commit may still fit into pages a checkpoint freed meanwhile (one did, in CI under
+    # load), and its success makes the replica ready again: read readiness after a failure
+    for _ in range(40):
+        if failed[-1].status_code == 503:
+            break
+        failed.append(_infer(running))
     assert all(r.json()["code"] == "store_unavailable" for r in failed if r.status_code == 503)
-    if failed[-1].status_code != 503:  # a commit still fitting into freed pages
-        pytest.fail(f"the last of 20 commits on a full disk succeeded: {failed[-1].text}")
+    if failed[-1].status_code != 503:
+        pytest.fail(f"the last of {len(failed)} commits on a full disk succeeded")
     assert _ready(running) == [(503, "store_unavailable")] * len(READY_ROUTES)
 
     (root / "filler").unlink()
