@@ -64,12 +64,7 @@ def test_a_round_raising_an_unexpected_error_is_logged_and_the_next_one_rewinds_
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     db = tmp_path / "t.db"
-    Store.open(f"sqlite:///{db}").close()  # WAL mode
-    idle = sqlite3.connect(db)  # the last connection to close would checkpoint the WAL away
-    idle.execute("SELECT count(*) FROM sqlite_master").fetchall()
-    writer = sqlite3.connect(db, isolation_level=None)
-    writer.execute("PRAGMA wal_autocheckpoint=0")  # as every store connection has it
-    writer.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
+    idle, writer = _wal_store(db)
     pages = RESTART_PAGES + RESTART_PAGES // 4
     for start in range(0, pages, 512):  # past RESTART_PAGES, 512 pages a commit
         writer.executemany(
@@ -119,12 +114,7 @@ def test_checkpoint_failures_are_logged_once_until_one_succeeds(
     """On a full disk every round failed and logged its own warning: twice a second with
     no traffic, ~7,200 lines an hour, onto the disk that was full."""
     db = tmp_path / "t.db"
-    Store.open(f"sqlite:///{db}").close()  # WAL mode
-    idle = sqlite3.connect(db)  # the last connection to close would checkpoint the WAL away
-    idle.execute("SELECT count(*) FROM sqlite_master").fetchall()
-    writer = sqlite3.connect(db, isolation_level=None)
-    writer.execute("PRAGMA wal_autocheckpoint=0")  # as every store connection has it
-    writer.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
+    idle, writer = _wal_store(db)
     for k in range(50):  # pages past the database file's end: a checkpoint must grow it
         writer.execute("INSERT INTO t VALUES (?, ?)", (k, _ROW))
     caplog.set_level(logging.DEBUG, logger="tunewatch.store._checkpoint")
@@ -152,3 +142,15 @@ def test_checkpoint_failures_are_logged_once_until_one_succeeds(
     assert writer.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     writer.close()
     idle.close()
+
+
+def _wal_store(db: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+    """A store at ``db`` in WAL mode with table ``t``: an idle reader (the last connection
+    to close would checkpoint the WAL away) and a writer that never checkpoints itself."""
+    Store.open(f"sqlite:///{db}").close()  # WAL mode
+    idle = sqlite3.connect(db)
+    idle.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("PRAGMA wal_autocheckpoint=0")  # as every store connection has it
+    writer.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)")
+    return idle, writer
