@@ -117,6 +117,9 @@ def test_ab_chart_draws_a_narrowing_interval_with_a_decision_marker(
     for i in range(charts.count()):
         section = charts.nth(i)
         looks = section.locator("svg circle.look")
+        if section.locator("svg").count() == 0:  # a test with no look yet draws no chart
+            assert section.locator("p.empty").count() == 1
+            continue
         if looks.count():
             widths = [
                 float(w)
