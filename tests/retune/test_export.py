@@ -409,7 +409,8 @@ for exported in (to_onnx(pipeline, n), to_onnx(pipeline, n, like=like)):
 def test_export_bytes_do_not_depend_on_the_hash_seed(tmp_path: Path) -> None:
     # skl2onnx lists the graph's opsets in the order of a Python set, which follows the
     # process's PYTHONHASHSEED: a refit of the same pipeline gave another sha256 in about
-    # one process in six (seed 6 of 0..7 here), and an auditor could not match the artefact
+    # one process in six (seed 6 of 0..7 here, against 0), and an auditor could not match
+    # the artefact; the two seeds that differed suffice (each child is a 1-2 s import)
     x, y = binary(seed=3, n=120, n_features=4)
     params = {"estimator": "gradient_boosting", "gb_n_estimators": 3, "scaler": "none"}
     pickled = tmp_path / "pipeline.pkl"
@@ -422,7 +423,7 @@ def test_export_bytes_do_not_depend_on_the_hash_seed(tmp_path: Path) -> None:
             stderr=subprocess.PIPE,
             text=True,
         )
-        for seed in range(8)
+        for seed in (0, 6)
     ]
     printed = []
     for child in children:
