@@ -18,6 +18,7 @@ from tunewatch._config import Config
 from tunewatch._config_file import read_config_text
 from tunewatch._errors import ConfigError, ConflictError, NotFoundError
 from tunewatch._objective_display import configured_objective, labelled
+from tunewatch._signal_safe_set import signal_safe_setter
 from tunewatch.store import Store
 
 from ._context import actor_of, config_of, next_page, registry_of, say_held_back
@@ -75,7 +76,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         # the launcher stops workers with SIGTERM: finish the running trial, then queue
         # the job again for the next worker to resume
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+            stop_on_sigterm(stop)
             # and a worker it launched stops so when its daemon dies (or has died)
             stop_with_launcher(stop)
         try:
@@ -145,6 +146,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
         f"{labelled(job.result['best_value'], objective)}{stopped})"
     )
     return 0
+
+
+def stop_on_sigterm(stop: threading.Event) -> None:
+    """Have SIGTERM set ``stop`` (call it in the main thread). Through a thread, not in the
+    handler: a burst of SIGTERMs (the kernel's, as a killed daemon's threads die) ran the
+    handler inside its own ``stop.set()`` and hung the worker
+    (:mod:`tunewatch._signal_safe_set`)."""
+    set_stop = signal_safe_setter(stop, name="tunewatch-sigterm")
+    signal.signal(signal.SIGTERM, lambda signum, frame: set_stop())
 
 
 def _objective_of_job(config: Config, store: Store, job_id: int) -> str | None:
