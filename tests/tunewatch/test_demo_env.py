@@ -38,7 +38,9 @@ def test_a_daemon_s_worker_runs_its_job_in_the_daemon_s_store_whatever_the_envir
     monkeypatch.setenv("TUNEWATCH_STORE_URL", f"sqlite:///{elsewhere / 'tunewatch.db'}")
     monkeypatch.setenv("TUNEWATCH_CONFIG", str(elsewhere / "tunewatch.yaml"))
     raw = _config(tmp_path, max_trials=1)
-    raw["tuning"] = {"workers": 1, "max_concurrent_jobs": 10}
+    # worker_nice 0: at the default 19 a worker gets ~1.5 % of a core beside CI's other
+    # tests (tests/tunewatch/test_worker_priority.py checks the niceness)
+    raw["tuning"] = {"workers": 1, "max_concurrent_jobs": 10, "worker_nice": 0}
     d = _daemon(raw, trained)  # built with env={}, as the demo's: its store is under tmp_path/data
     try:
         outcome = d.dispatcher.handle(MODEL, "manual", {})
@@ -65,7 +67,7 @@ def test_the_demo_fails_in_one_line_as_soon_as_its_job_s_worker_exits_without_cl
     was never reaped, its job stayed queued, and after 240 s the demo ended in a
     RuntimeError's traceback, "job 1 did not finish in time"."""
     raw = _config(tmp_path)
-    raw["tuning"] = {"workers": 1, "max_concurrent_jobs": 10}
+    raw["tuning"] = {"workers": 1, "max_concurrent_jobs": 10, "worker_nice": 0}
     d = Daemon(build_config(raw, env={}), env={})
     try:
         d.store.ensure_model(name=MODEL, task="binary", feature_names=["a", "b"])

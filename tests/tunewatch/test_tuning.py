@@ -313,7 +313,9 @@ def test_the_launcher_runs_queued_jobs_in_worker_processes(
     trained: list[ExampleModel], tmp_path: Path
 ) -> None:
     raw = _config(tmp_path)
-    raw["tuning"] = {"workers": 1, "max_concurrent_jobs": 10}
+    # worker_nice 0: at the default 19 a worker gets ~1.5 % of a core beside CI's other
+    # tests (tests/tunewatch/test_worker_priority.py checks the niceness)
+    raw["tuning"] = {"workers": 1, "max_concurrent_jobs": 10, "worker_nice": 0}
     d = _daemon(raw, trained)
     try:
         outcome = d.dispatcher.handle(MODEL, "manual", {})
@@ -373,7 +375,7 @@ def test_a_killed_worker_s_job_is_queued_again_keeps_its_slot_and_its_study_resu
     """A worker the OOM killer ends loses its running trial, not the job: the job was
     failed, its completed trials never resumed and its retune lost."""
     raw = _config(tmp_path, max_trials=10_000, wall_time_s=600)
-    raw["tuning"] = {"workers": 1, "max_concurrent_jobs": 1, "heartbeat_s": 1}
+    raw["tuning"] = {"workers": 1, "max_concurrent_jobs": 1, "heartbeat_s": 1, "worker_nice": 0}
     d = _daemon(raw, trained)
     try:
         outcome = d.dispatcher.handle(MODEL, "manual", {})
@@ -462,7 +464,7 @@ def test_a_worker_stopped_with_the_daemon_queues_its_job_again(
     left `running` until presumed dead, then failed and never retried: a restart during a
     drift- or alert-triggered job lost that retune."""
     raw = _config(tmp_path, max_trials=10_000, wall_time_s=600)
-    raw["tuning"] = {"workers": 1, "max_concurrent_jobs": 1, "heartbeat_s": 1}
+    raw["tuning"] = {"workers": 1, "max_concurrent_jobs": 1, "heartbeat_s": 1, "worker_nice": 0}
     d = _daemon(raw, trained)
     try:
         outcome = d.dispatcher.handle(MODEL, "manual", {})
