@@ -146,6 +146,26 @@ def _in_process_workers_keep_the_test_process_priority() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _httpx_clients_share_one_tls_context() -> Iterator[None]:
+    """Every httpx client a test makes (``httpx.get`` and ``httpx.post`` make one each)
+    built a TLS context of its own, loading certifi's CA bundle: 23 ms, over thousands of
+    calls a run. The tests speak plain HTTP to loopback: their clients share one."""
+    import httpx._transports.default as transport
+
+    build = transport.create_ssl_context
+    shared = build()
+
+    def create(verify: Any = True, cert: Any = None, trust_env: bool = True) -> Any:
+        if verify is True and cert is None and trust_env:
+            return shared
+        return build(verify=verify, cert=cert, trust_env=trust_env)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(transport, "create_ssl_context", create)
+        yield
+
+
 class _MigratedStores:
     """Stores this build's migrations made, one per backend, made on first use in this
     test process: a SQLite file, and the SQL ``pg_dump`` wrote of a PostgreSQL schema."""
