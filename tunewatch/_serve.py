@@ -138,8 +138,12 @@ def _serve(config: Config, *, host: str | None, port: int | None) -> int | None:
                 # loop (:func:`serve` ends the process by it once the daemon closed); a
                 # signal handler: no logging here (a write to the log it interrupted
                 # would be re-entered), on_tick and shutdown log
+                first = not self.signals
                 self.signals.append(sig)
-                daemon.stopping.set()  # readiness answers 503 from now on
+                if first:  # readiness answers 503 from now on
+                    # once: a later signal may run inside this set(), whose lock (not
+                    # re-entrant) this thread holds, and a set() there waited for ever
+                    daemon.stopping.set()
                 if self.should_exit and sig == signal.SIGINT:
                     self.force_exit = True
                 self.should_exit = True

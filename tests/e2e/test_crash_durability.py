@@ -37,13 +37,22 @@ N_REQUESTS = 2000
 LOCK_WINDOW_S = 0.25
 
 
-def _start(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+def _start(
+    config: Path, port: int, log: Path, *, first: str | None = None
+) -> subprocess.Popen[bytes]:
+    """``tunewatch serve`` in a process of its own, once ready; ``first``, Python source
+    the process runs before the CLI, when given."""
+    run = ["-m", "tunewatch._cli"]
+    if first is not None:
+        run = [
+            "-c",
+            f"{first}\nimport sys\nfrom tunewatch._cli import main\nsys.exit(main())",
+        ]
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "tunewatch._cli",
+                *run,
                 "--config",
                 str(config),
                 "serve",

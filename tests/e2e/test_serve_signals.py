@@ -25,6 +25,7 @@ import yaml
 from tests.e2e.test_crash_durability import _start
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tests.tunewatch.one_trial_tuning import SPACE
+from tests.tunewatch.signal_inside_set import signal_inside_set
 from tunewatch._background import _free_port
 from tunewatch._example import ExampleModel, example_data
 from tunewatch.store import Store
@@ -99,6 +100,31 @@ def test_sighup_is_ignored_and_logged(tmp_path: Path, trained: list[ExampleModel
         _stop(proc)
     text = log.read_text()
     assert "tunewatch reads its configuration at start; restart it to apply a change" in text
+
+
+def test_ctrl_c_inside_the_sigterm_handler_s_own_stopping_set_stops_serve(
+    tmp_path: Path, trained: list[ExampleModel]
+) -> None:
+    """SIGINT run inside the SIGTERM handler's ``daemon.stopping.set()``, which holds the
+    event's lock: the handler called ``set`` again and waited for that lock for ever, the
+    process stopping never and deaf to every later signal but SIGKILL. Both came before
+    the stop began, so it is a graceful one, ended by SIGINT as any stop that got one."""
+    config, _ = _config(tmp_path, trained, scheduler={"enabled": False}, tuning={"workers": 0})
+    port, log = _free_port(), tmp_path / "daemon.log"
+    proc = _start(config, port, log, first=signal_inside_set("handle_exit", "SIGINT"))
+    try:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            ended = proc.wait(timeout=DEADLINE_S)
+        except subprocess.TimeoutExpired:
+            pytest.fail(
+                "serve waited on its stopping event's own lock:\n" + log.read_text()[-3000:]
+            )
+    finally:
+        _stop(proc)
+    text = log.read_text()
+    assert ended == -signal.SIGINT, text[-3000:]
+    assert "Application shutdown complete" in text, text[-3000:]
 
 
 def test_second_ctrl_c_during_the_grace_stops_workers_and_releases_the_lease(

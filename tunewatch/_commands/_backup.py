@@ -114,7 +114,10 @@ def _signals_stop() -> Iterator[threading.Event]:
     """SIGTERM (``timeout``, a container stop, systemd) raises ``SystemExit(143)`` in the
     block, as Ctrl-C raises ``KeyboardInterrupt``: the backup removes what it wrote.
 
-    Each also sets the event yielded, the backup's ``stop``: Python runs the handler only
+    The first signal also sets the event yielded, the backup's ``stop`` (a later one is
+    only noted: a burst's second signal, or Ctrl-C pressed twice, may run inside the
+    first one's ``stop.set()``, and waited there for the event's lock its own thread held,
+    for ever). Python runs the handler only
     between bytecodes, so during a SQLite copy (one C call) it runs inside the copy's
     progress handler, where the exception it raises is lost and the copy fails as
     interrupted instead (see :mod:`tunewatch._backup`). A ``TunewatchError`` from the block
@@ -128,7 +131,12 @@ def _signals_stop() -> Iterator[threading.Event]:
     received: list[int] = []
 
     def stopping(signum: int, _frame: FrameType | None) -> None:
+        first = not received
         received.append(signum)
+        if not first:
+            # the first one stops the backup; this one may run inside its stop.set(),
+            # whose lock (not re-entrant) this thread holds: a set() here waited for ever
+            return
         stop.set()
         raise _exit(signum)
 
