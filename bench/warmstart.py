@@ -18,6 +18,12 @@ needs until its best-so-far is within ``TOLERANCE`` of the best value cold start
 in its full budget) / ``BUDGET``; a seed where it never gets there counts as
 ``(BUDGET + 1) / BUDGET``. Also the best value at 10/20/40 trials and the wall time.
 
+That target is the least of cold start's 40 noisy CV estimates, biased low (a winner's
+curse) by more than ``TOLERANCE``. Beside it, ``holdout_ratio_<method>`` asks the same of
+what each study would ship: its incumbent (best CV value so far) after each trial,
+refitted on the period's rows and scored on ``HOLDOUT_ROWS`` fresh rows of the new
+concept, against cold start's final incumbent scored there.
+
 Writes ``bench/results/warmstart.json``. Run: ``.venv/bin/python bench/warmstart.py``.
 """
 
@@ -45,14 +51,18 @@ sys.path.insert(0, str(ROOT))
 from monitor.objectives import make_objective  # noqa: E402
 from retune import Budget, load_history, run_study  # noqa: E402
 from retune.cv import StratifiedKFoldCV  # noqa: E402
-from retune.space import SearchSpace, parse_search_space  # noqa: E402
+from retune.space import SearchSpace, fit_pipeline, parse_search_space  # noqa: E402
 from retune.warmstart import Combined, EnqueueTopK, LearnedBox  # noqa: E402
 
 BUDGET = 40
 HISTORY_TRIALS = 40
-SEEDS = (0, 1, 2, 3, 4)
+# 5 is the least the issue asks for; with 5, other random draws of the same samplers alone
+# moved a median by 0.75 (informative_shift's combined ratio, 0.25 -> 1.0)
+SEEDS = tuple(range(10))
 N_ROWS = 2000
 TOLERANCE = 0.002  # absolute log-loss
+#: Fresh rows of the new period's concept the incumbents are scored on (never tuned on).
+HOLDOUT_ROWS = 5 * N_ROWS
 CHECKPOINTS = (10, 20, 40)
 WORKERS = 2
 
@@ -130,16 +140,45 @@ SCENARIOS: dict[str, tuple[tuple[Concept, bool], ...]] = {
 }
 
 
-def _best_curve(storage: str, study_name: str) -> list[float]:
-    """Best-so-far loss after each counted trial, in trial order."""
+def _incumbents(storage: str, study_name: str) -> list[tuple[float, dict[str, Any]]]:
+    """Best-so-far loss after each counted trial, in trial order, with its parameters."""
     history = load_history(storage, [study_name])
     by_number = sorted(history.trials, key=lambda t: t.number)
-    curve: list[float] = []
-    best = float("inf")
+    curve: list[tuple[float, dict[str, Any]]] = []
+    best: tuple[float, dict[str, Any]] = (float("inf"), {})
     for t in by_number:
-        best = min(best, t.value)
+        if t.value < best[0]:
+            best = (t.value, dict(t.params))
         curve.append(best)
     return curve
+
+
+def _holdout_losses(
+    incumbents: list[dict[str, Any]],
+    x: np.ndarray[Any, Any],
+    y: np.ndarray[Any, Any],
+    holdout: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]],
+    *,
+    seed: int,
+    scored: dict[str, float],
+) -> list[float]:
+    """Each incumbent refitted on ``(x, y)`` and scored on ``holdout`` (log-loss); ``scored``
+    caches a configuration's loss across the methods of one run."""
+    objective = make_objective("log_loss", task="binary")
+    out: list[float] = []
+    for params in incumbents:
+        key = json.dumps(params, sort_keys=True)
+        if key not in scored:
+            pipeline = fit_pipeline(params, x, y, seed=seed)
+            scored[key] = float(objective.loss(holdout[1], pipeline.predict_proba(holdout[0])))
+        out.append(scored[key])
+    return out
+
+
+def _fresh_rows(concept: Concept, after: bool, rng: np.random.Generator) -> tuple[Any, Any]:
+    """``HOLDOUT_ROWS`` rows of ``concept`` from ``rng`` (``N_ROWS`` a draw)."""
+    draws = [concept(rng, after) for _ in range(HOLDOUT_ROWS // N_ROWS)]
+    return np.vstack([d[0] for d in draws]), np.concatenate([d[1] for d in draws])
 
 
 def _run_one(scenario: str, seed: int) -> dict[str, Any]:
@@ -150,9 +189,14 @@ def _run_one(scenario: str, seed: int) -> dict[str, Any]:
     *old_periods, (concept, after) = SCENARIOS[scenario]
     old_data = [c(rng, a) for c, a in old_periods]
     x_new, y_new = concept(rng, after)
+    # a stream of its own: the tuning data above are what they were before the holdout
+    holdout = _fresh_rows(
+        concept, after, np.random.default_rng([seed, zlib.crc32(scenario.encode()), 1])
+    )
     objective = make_objective("log_loss", task="binary")
     cv = StratifiedKFoldCV(n_splits=3)
-    out: dict[str, Any] = {"curves": {}, "wall_s": {}}
+    out: dict[str, Any] = {"curves": {}, "holdout_curves": {}, "wall_s": {}}
+    scored: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         storage = f"{tmp}/journal.log"
         common: dict[str, Any] = {
@@ -191,7 +235,16 @@ def _run_one(scenario: str, seed: int) -> dict[str, Any]:
                 **common,
             )
             out["wall_s"][method] = time.perf_counter() - t0
-            out["curves"][method] = _best_curve(storage, method)
+            incumbents = _incumbents(storage, method)
+            out["curves"][method] = [value for value, _ in incumbents]
+            out["holdout_curves"][method] = _holdout_losses(
+                [params for _, params in incumbents],
+                x_new,
+                y_new,
+                holdout,
+                seed=seed,
+                scored=scored,
+            )
     return {"scenario": scenario, "seed": seed, **out}
 
 
@@ -218,6 +271,17 @@ def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                     r["curves"][method][min(k, len(r["curves"][method])) - 1] for r in mine
                 )
             entry[f"wall_s_{method}"] = statistics.median(r["wall_s"][method] for r in mine)
+            held = [
+                _trials_to_reach(r["holdout_curves"][method], r["holdout_curves"]["cold"][-1])
+                for r in mine
+            ]
+            entry[f"holdout_ratio_{method}"] = statistics.median(held) / BUDGET
+            entry[f"holdout_trials_needed_{method}"] = held
+            for k in CHECKPOINTS:
+                entry[f"holdout_at_{k}_{method}"] = statistics.median(
+                    r["holdout_curves"][method][min(k, len(r["holdout_curves"][method])) - 1]
+                    for r in mine
+                )
         scenarios[name] = entry
     return scenarios
 
@@ -239,6 +303,10 @@ def main() -> None:
             "tolerance": TOLERANCE,
             "tolerance_note": "absolute log-loss above cold start's final best",
             "not_reached_counts_as": (BUDGET + 1) / BUDGET,
+            "holdout_rows": HOLDOUT_ROWS,
+            "holdout_note": "holdout_*: each study's incumbent (best CV value so far) after "
+            "each trial, refitted on the period's rows and scored on fresh rows of the new "
+            "concept; target: cold start's final incumbent's holdout loss, same tolerance",
             "methods": {
                 "cold": "TPE (seeded), no history",
                 "enqueue": "top-5 history configurations and the best of each branch they "
@@ -260,7 +328,7 @@ def main() -> None:
     out = ROOT / "bench" / "results" / "warmstart.json"
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     for name, entry in result["scenarios"].items():
-        print(name, {k: v for k, v in entry.items() if k.startswith("ratio_")})
+        print(name, {k: v for k, v in entry.items() if "ratio_" in k})
     print(f"total {result['total_wall_s']:.0f}s -> {out}")
 
 
