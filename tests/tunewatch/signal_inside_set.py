@@ -13,7 +13,8 @@ def signal_inside_set(handler: str, signum: str) -> str:
     """Python source for a child process to run first: a trace function that raises
     ``signal.<signum>`` once, inside ``Event.set`` called by the function named ``handler``
     (the first signal's handler) in the main thread, at ``self._flag = True``: the
-    event's lock held."""
+    event's lock held. The source defines ``signalled``, a list that holds ``True`` once
+    it has: a test can tell the second signal came."""
     return f"""
 import inspect, signal, sys, threading
 
@@ -23,11 +24,11 @@ _FLAG_LINE = next(
     for n, text in enumerate(inspect.getsourcelines(threading.Event.set)[0], _SET.co_firstlineno)
     if "self._flag = True" in text
 )
-_raised = []
+signalled = []
 
 def _in_set(frame, event, arg):
-    if event == "line" and frame.f_lineno == _FLAG_LINE and not _raised:
-        _raised.append(True)
+    if event == "line" and frame.f_lineno == _FLAG_LINE and not signalled:
+        signalled.append(True)
         signal.raise_signal(signal.{signum})
     return _in_set
 
