@@ -9,6 +9,13 @@ hung in its SIGTERM handler, tuning nothing and stopping never.
 
 :meth:`queue.SimpleQueue.put` is re-entrant (its documentation says a signal handler may
 call it): the handler puts, and a thread of its own sets the event.
+
+This is for an event the main thread itself waits on: a worker's main thread waits on its
+stop through a storage outage, holding the event's lock at moments, so even the first
+signal's handler must not take it. Where only the handler takes the lock (the others
+call ``is_set``, which takes none), setting the event at the first signal and only noting
+the later ones is enough, and keeps the set done before the handler returns, as serve's
+readiness needs (``tunewatch/_serve.py``, ``tunewatch/_commands/_backup.py``).
 """
 
 from __future__ import annotations
