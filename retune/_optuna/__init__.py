@@ -9,6 +9,7 @@ Optuna's experimental features used here (heartbeats, stale-trial retry,
 those calls only.
 
 A front over one module per job: :mod:`._storage` (opening, closing, translating errors),
+:mod:`._schema` (Optuna's schema check on opening, its head revision read once),
 :mod:`._sampler` (the study's sampler: plan-aware, each trial's randomness derived from
 the tuning seed and its number), :mod:`._handles` (a worker's study and
 trials), :mod:`._reads` (history, its importances, progress), :mod:`._importances` (a

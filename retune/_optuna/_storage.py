@@ -34,6 +34,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from retune._errors import StudyError, StudyStorageUnavailableError
+from retune._optuna._schema import check_schema
 
 logger = logging.getLogger(__name__)
 
@@ -372,16 +373,23 @@ def _new_rdb(storage: str, *, heartbeat_interval: int | None) -> RDBStorage:
         engine_kwargs["connect_args"] = _pg_connect_args(storage)
     with _OPENING, _experimental_ok():
         if heartbeat_interval is None:
-            return RDBStorage(storage, engine_kwargs=engine_kwargs)
-        return RDBStorage(
-            storage,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=STALE_AFTER_HEARTBEATS * heartbeat_interval,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                max_retry=MAX_STALE_RETRIES
-            ),
-        )
+            # Optuna's schema check is check_schema's, whose head is read once
+            backend = RDBStorage(
+                storage, engine_kwargs=engine_kwargs, skip_compatibility_check=True
+            )
+        else:
+            backend = RDBStorage(
+                storage,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=STALE_AFTER_HEARTBEATS * heartbeat_interval,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                    max_retry=MAX_STALE_RETRIES
+                ),
+                skip_compatibility_check=True,
+            )
+        check_schema(backend)
+        return backend
 
 
 def running_without_heartbeat(backend: RDBStorage, study_id: int) -> list[int]:
