@@ -13,6 +13,7 @@ the pipeline builds as recorded) to :mod:`retune.space._buildable`.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -300,19 +301,33 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
 
 def load_search_space(path: str | Path) -> SearchSpace:
     """Read a search-space YAML file (see ``configs/search_spaces/binary_tabular.yaml``);
-    a key given twice in a mapping is an error."""
+    a key given twice in a mapping is an error.
+
+    A file whose text is unchanged is parsed once per process (a daemon loads its models'
+    spaces for their safe ranges and for every approval rule it checks: ~5 ms of CPU a
+    parse of the shipped space), so callers share the frozen space returned."""
     try:
-        data = read_yaml(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SearchSpaceError(f"cannot read search space {str(path)!r}: {exc}") from exc
+    return _parsed(text, str(path))
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(text: str, path: str) -> SearchSpace:
+    """The space ``text``, read from ``path``, holds (a refusal is raised, not kept)."""
+    try:
+        data = read_yaml(text)
     except DuplicateKeyError as exc:
         raise SearchSpaceError(exc.detail, path=exc.path) from exc
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise SearchSpaceError(f"cannot read search space {str(path)!r}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise SearchSpaceError(f"cannot read search space {path!r}: {exc}") from exc
     except RecursionError as exc:  # PyYAML recurses once per level of nesting
         raise SearchSpaceError(
-            f"cannot read search space {str(path)!r}: nested deeper than the YAML reader can "
+            f"cannot read search space {path!r}: nested deeper than the YAML reader can "
             "follow (a few hundred levels of `[`, `{` or indentation; a search space needs "
             "fewer than ten)"
         ) from exc
     if not isinstance(data, dict):
-        raise SearchSpaceError(f"search space {str(path)!r} must be a mapping at the top level")
+        raise SearchSpaceError(f"search space {path!r} must be a mapping at the top level")
     return parse_search_space(data)
