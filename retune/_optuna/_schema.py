@@ -3,10 +3,11 @@ per process.
 
 :class:`~optuna.storages.RDBStorage` checks at every opening that the database's Alembic
 revision is the head of Optuna's migrations, and reads that head by loading the
-migration scripts each time: ~12 ms of CPU an opening, and a daemon opens a storage for
-every progress read, report, archive sweep and tuning-page view. The head belongs to the
-installed Optuna, so it is read once; a storage at any other revision gets Optuna's own
-check, which refuses it with Optuna's message."""
+migration scripts each time, and a daemon opens a storage for every progress read,
+report, archive sweep and tuning-page view: reopening an SQLite storage took 28 ms of CPU
+here, 5 ms with the head read once. The head belongs to the installed Optuna, so it is
+read once; a storage at any other revision gets Optuna's own check, which refuses it with
+Optuna's message."""
 
 from __future__ import annotations
 
