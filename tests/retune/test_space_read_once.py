@@ -38,7 +38,7 @@ def test_a_space_whose_text_is_unchanged_is_parsed_once(
     assert len(reads) == 1
 
 
-def test_a_changed_file_is_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_changed_file_is_read_again(tmp_path: Path) -> None:
     path = tmp_path / "space.yaml"
     text = SHIPPED.read_text(encoding="utf-8")
     path.write_text(text)
@@ -48,7 +48,7 @@ def test_a_changed_file_is_read_again(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_a_broken_space_is_refused_at_every_load_naming_its_file(tmp_path: Path) -> None:
-    for name in ("a.yaml", "b.yaml"):
+    for name in ("a.yaml", "a.yaml", "b.yaml"):  # the same text from another file: its name
         (tmp_path / name).write_text("params: [")
         with pytest.raises(SearchSpaceError, match=name):
             load_search_space(tmp_path / name)
