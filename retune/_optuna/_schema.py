@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from optuna.storages import RDBStorage
 
-_HEAD: list[str] = []  # Optuna's head revision, once read (a race reads it twice, alike)
+_HEAD: list[str] = []  # Optuna's head revision, once read (under `_storage._OPENING`)
 
 
 def check_schema(backend: RDBStorage) -> None:
